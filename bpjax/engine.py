@@ -1,0 +1,116 @@
+"""The training step, written for one configuration; sweeps get grids from vmap.
+
+A run is cut into *segments* of whole records so that a sweep can report
+progress, checkpoint, compact or re-shard between them. Everything a run needs
+to continue lives in ``Carry``; a segment is a pure function
+``(carry, start_step) -> (carry, records)``, so running segments back to back
+gives exactly the same numbers as one long scan.
+
+The loss and gradient of the current params are carried, not recomputed: each
+step applies the carried gradient, then evaluates ``value_and_grad`` at the
+new params. That costs one evaluation per step plus one at the start, and the
+recorded loss at a record step comes for free in full-batch mode.
+
+Divergence guard: a step whose new params, loss or gradient is not finite is
+not taken. The run stays frozen at its last finite state (so it never poisons
+a reduction over the grid) and ``diverged_at`` holds the first step that
+would have been non-finite.
+"""
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+Params = Any
+Loss = Callable[[Params, Any], jax.Array]  # loss(params, batch) -> scalar; batch may be None
+
+
+class Carry(NamedTuple):
+    params: Params
+    opt_state: Any
+    loss: jax.Array  # loss of params on the batch of the current step (always finite)
+    grad: Params
+    diverged_at: jax.Array  # int32, -1 while the run is alive
+
+
+class Batching(NamedTuple):
+    """How a run sees its data: all of it every step, or shuffled mini-batches."""
+
+    data: Any = None  # pytree of arrays with a leading example axis, or None
+    batch_size: int | None = None
+
+    def batch(self, key: jax.Array, step: jax.Array):
+        if self.data is None or self.batch_size is None:
+            return self.data
+        n = jax.tree.leaves(self.data)[0].shape[0]
+        per_epoch = n // self.batch_size
+        # A fresh permutation per epoch, recomputed rather than carried: a step's batch
+        # depends only on (key, step), so segments and resumes see the same batches.
+        perm = jax.random.permutation(jax.random.fold_in(key, step // per_epoch), n)
+        idx = jax.lax.dynamic_slice_in_dim(perm, (step % per_epoch) * self.batch_size,
+                                           self.batch_size)
+        return jax.tree.map(lambda a: a[idx], self.data)
+
+
+def all_finite(tree) -> jax.Array:
+    leaves = jax.tree.leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+def init_carry(
+    params: Params, tx: optax.GradientTransformation, loss: Loss, batching: Batching, key
+) -> Carry:
+    value, grad = jax.value_and_grad(loss)(params, batching.batch(key, jnp.int32(0)))
+    return Carry(params, tx.init(params), value, grad, jnp.int32(-1))
+
+
+def step(carry: Carry, t, tx: optax.GradientTransformation, loss: Loss, batching: Batching, key):
+    """Takes step t -> t + 1, unless the run diverged before or diverges now."""
+    updates, opt_state = tx.update(carry.grad, carry.opt_state, carry.params)
+    params = optax.apply_updates(carry.params, updates)
+    value, grad = jax.value_and_grad(loss)(params, batching.batch(key, t + 1))
+    alive = carry.diverged_at < 0
+    ok = alive & all_finite((params, value, grad))
+    new = Carry(params, opt_state, value, grad, carry.diverged_at)
+    carry = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, carry)
+    return carry._replace(diverged_at=jnp.where(alive & ~ok, t + 1, carry.diverged_at))
+
+
+def record(carry: Carry, loss: Loss, batching: Batching, record_params: bool):
+    if batching.batch_size is None:
+        value = carry.loss
+    else:  # the mini-batch loss is noisy: record the loss on all the data
+        value = loss(carry.params, batching.data)
+    return value, (carry.params if record_params else None)
+
+
+def run_segment(
+    carry: Carry,
+    start_step,
+    n_records: int,
+    record_every: int,
+    tx: optax.GradientTransformation,
+    loss: Loss,
+    batching: Batching = Batching(),
+    key=None,
+    record_params: bool = True,
+):
+    """Runs ``n_records * record_every`` steps from ``start_step``.
+
+    Returns the new carry and the records at steps ``start_step + record_every``,
+    ..., ``start_step + n_records * record_every``: ``(loss_R, params_R or None)``.
+    """
+
+    def block(carry, b):
+        first = start_step + b * record_every
+
+        def one(c, i):
+            return step(c, first + i, tx, loss, batching, key), None
+
+        carry, _ = jax.lax.scan(one, carry, jnp.arange(record_every, dtype=jnp.int32))
+        return carry, record(carry, loss, batching, record_params)
+
+    return jax.lax.scan(block, carry, jnp.arange(n_records, dtype=jnp.int32))

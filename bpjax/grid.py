@@ -1,0 +1,70 @@
+"""``Grid(**axes)``: the cartesian product of named 1-D axes, in the given order.
+
+>>> g = Grid(lr=[0.1, 0.01], seed=range(3))
+>>> g.shape, g.size, g.dims
+((2, 3), 6, ('lr', 'seed'))
+>>> g.flat()["lr"].tolist()
+[0.1, 0.1, 0.1, 0.01, 0.01, 0.01]
+"""
+
+import numpy as np
+
+RESERVED = ("optimizer", "step")
+
+
+class Grid:
+    def __init__(self, **axes):
+        if not axes:
+            raise ValueError("Grid needs at least one axis, e.g. Grid(lr=[0.1, 0.01])")
+        self.axes: dict[str, np.ndarray] = {}
+        for name, values in axes.items():
+            self.axes[name] = _axis(name, values)
+
+    @property
+    def dims(self) -> tuple[str, ...]:
+        return tuple(self.axes)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(v) for v in self.axes.values())
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    def flat(self) -> dict[str, np.ndarray]:
+        """Each axis broadcast to the grid and flattened in C order, shape (size,)."""
+        mesh = np.meshgrid(*self.axes.values(), indexing="ij")
+        return {n: m.reshape(-1) for n, m in zip(self.axes, mesh)}
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{n}={len(v)}" for n, v in self.axes.items())
+        return f"Grid({inner})"
+
+
+def _axis(name: str, values) -> np.ndarray:
+    if name in RESERVED:
+        raise ValueError(f"grid axis name {name!r} is reserved; choose another name")
+    if not name.isidentifier():
+        raise ValueError(f"grid axis name {name!r} must be a Python identifier")
+    try:
+        arr = np.asarray(list(values) if not hasattr(values, "__array__") else values)
+    except TypeError:
+        raise ValueError(f"grid axis {name!r} must be a 1-D sequence of numbers, got {values!r}")
+    if arr.ndim != 1:
+        raise ValueError(f"grid axis {name!r} must be 1-D, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"grid axis {name!r} is empty; give it at least one value")
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
+        raise ValueError(f"grid axis {name!r} must hold numbers, got dtype {arr.dtype}")
+    if np.iscomplexobj(arr):
+        raise ValueError(f"grid axis {name!r} must be real, got complex values")
+    if not np.all(np.isfinite(arr)):
+        bad = arr[~np.isfinite(arr)][:3].tolist()
+        raise ValueError(f"grid axis {name!r} holds non-finite values {bad}; all must be finite")
+    if name == "seed":
+        if not np.all(arr == np.round(arr)) or arr.min() < 0 or arr.max() >= 2**31:
+            raise ValueError(f"grid axis 'seed' must hold integers in [0, 2**31), got {arr[:5]}")
+        return arr.astype(np.int32)
+    # Every other axis is a traced float32 value (architecture is static, not an axis).
+    return arr.astype(np.float32)

@@ -1,0 +1,90 @@
+"""Networks as pairs of pure functions, ``Net(init, apply)``, as in stax.
+
+``init(key) -> params`` builds a pytree of arrays; ``apply(params, x) -> y``
+maps one example to outputs; batch it with ``jax.vmap(apply, (None, 0))``.
+Any pytree of the same structure works as params, so explicit values such as
+``{"w1": 0.1, "w2": -0.5}`` for a hand-written net are as good as an init.
+
+>>> import jax, jax.numpy as jnp
+>>> net = mlp([2, 3, 1], activation="tanh")
+>>> params = net.init(jax.random.key(0))
+>>> jax.vmap(net.apply, (None, 0))(params, jnp.ones((5, 2))).shape
+(5, 1)
+"""
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from bpjax import init as initializers
+
+Params = Any
+Activation = Callable[[jax.Array], jax.Array]
+
+ACTIVATIONS: dict[str, Activation] = {
+    "sigmoid": jax.nn.sigmoid,
+    "tanh": jnp.tanh,
+    "relu": jax.nn.relu,
+    "identity": lambda z: z,
+    "softmax": jax.nn.softmax,
+}
+
+
+class Net(NamedTuple):
+    init: Callable[..., Params]
+    apply: Callable[[Params, jax.Array], jax.Array]
+
+
+def activation_fn(activation: str | Activation | None) -> Activation:
+    if activation is None:
+        return ACTIVATIONS["identity"]
+    if callable(activation):
+        return activation
+    if activation not in ACTIVATIONS:
+        raise ValueError(
+            f"unknown activation {activation!r}; valid: {', '.join(ACTIVATIONS)} or a callable"
+        )
+    return ACTIVATIONS[activation]
+
+
+def mlp(
+    sizes,
+    activation: str | Activation = "tanh",
+    bias: bool = True,
+    output_activation: str | Activation | None = None,
+) -> Net:
+    """A fully connected net with layer widths ``sizes`` (inputs first).
+
+    Params are ``{"layers": [{"w": (n_in, n_out), "b": (n_out,)}, ...]}``.
+    ``init(key, w_init=xavier(), b_init=zeros)`` takes any initializers from
+    ``bpjax.init``; biases are left out entirely when ``bias=False``.
+    """
+    sizes = [int(s) for s in sizes]
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise ValueError(f"sizes must list at least two positive widths, got {sizes}")
+    hidden = activation_fn(activation)
+    last = activation_fn(output_activation)
+
+    def init(key, w_init=None, b_init=initializers.zeros) -> Params:
+        w_init = initializers.xavier() if w_init is None else w_init
+        keys = jax.random.split(key, 2 * (len(sizes) - 1))
+        layers = []
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layer = {"w": w_init(keys[2 * i], (n_in, n_out), jnp.float32)}
+            if bias:
+                layer["b"] = b_init(keys[2 * i + 1], (n_out,), jnp.float32)
+            layers.append(layer)
+        return {"layers": layers}
+
+    def apply(params: Params, x: jax.Array) -> jax.Array:
+        layers = params["layers"]
+        for i, layer in enumerate(layers):
+            x = x @ layer["w"]
+            if "b" in layer:
+                x = x + layer["b"]
+            x = last(x) if i == len(layers) - 1 else hidden(x)
+        return x
+
+    return Net(init, apply)

@@ -1,0 +1,207 @@
+"""Sweep results with named axes, saved as one ``.npz`` whose metadata is JSON.
+
+The file is an ordinary NumPy archive: ``np.load(path)`` reads every array
+without pickle, and ``json.loads(str(np.load(path)["meta.json"]))`` gives the
+metadata (format version, grid, optimizers, versions, fingerprint and a
+SHA-256 of every array, which ``load`` checks).
+"""
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+FORMAT = "bpjax-result"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Result:
+    """Arrays over ``dims`` (the optimizer axis first when there are several).
+
+    ``loss`` and ``params`` leaves have a trailing ``step`` axis (the recorded steps,
+    ``coords["step"]``); ``final_loss``, ``diverged_at`` and ``final_params`` do not.
+    """
+
+    dims: tuple[str, ...]
+    coords: dict[str, np.ndarray]
+    loss: np.ndarray
+    final_loss: np.ndarray
+    diverged_at: np.ndarray
+    final_params: Any
+    params: Any = None
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.final_loss.shape
+
+    @property
+    def diverged(self) -> np.ndarray:
+        return self.diverged_at >= 0
+
+    @property
+    def steps(self) -> np.ndarray:
+        return self.coords["step"]
+
+    def sel(self, **coords) -> "Result":
+        """Selects one value along each named axis (by value, not index).
+
+        ``res.sel(optimizer="adam", lr=0.1)`` drops those axes. Float values
+        match to a relative tolerance of 1e-5; a value not on the axis raises.
+        """
+        index: list[Any] = [slice(None)] * len(self.dims)
+        for name, value in coords.items():
+            if name not in self.dims:
+                raise KeyError(f"no axis {name!r}; axes are {self.dims}")
+            axis = self.coords[name]
+            if axis.dtype.kind in "US":
+                hits = np.flatnonzero(axis == value)
+            else:
+                hits = np.flatnonzero(np.isclose(axis, value, rtol=1e-5, atol=0))
+            if hits.size == 0:
+                raise KeyError(f"{name}={value!r} is not on the axis; values: {axis.tolist()}")
+            index[self.dims.index(name)] = int(hits[0])
+        idx = tuple(index)
+        keep = tuple(d for d, i in zip(self.dims, index) if isinstance(i, slice))
+
+        def take(a):
+            return None if a is None else _tree_map(lambda x: x[idx], a)
+
+        return replace(
+            self,
+            dims=keep,
+            coords={k: v for k, v in self.coords.items() if k in keep or k == "step"},
+            loss=self.loss[idx],
+            final_loss=self.final_loss[idx],
+            diverged_at=self.diverged_at[idx],
+            final_params=take(self.final_params),
+            params=take(self.params),
+        )
+
+    def save(self, path) -> None:
+        """Writes atomically (temporary file, fsync, rename): never a half-written file."""
+        arrays: dict[str, np.ndarray] = {
+            "loss": self.loss,
+            "final_loss": self.final_loss,
+            "diverged_at": self.diverged_at,
+        }
+        for name, value in self.coords.items():
+            arrays[f"coords/{name}"] = np.asarray(value)
+        final_spec = _flatten(self.final_params, "final_params", arrays)
+        params_spec = None if self.params is None else _flatten(self.params, "params", arrays)
+        meta = dict(self.meta)
+        meta.update(
+            format=FORMAT,
+            format_version=FORMAT_VERSION,
+            dims=list(self.dims),
+            final_params_tree=final_spec,
+            params_tree=params_spec,
+            sha256={k: _digest(v) for k, v in arrays.items()},
+        )
+        arrays["meta.json"] = np.array(json.dumps(meta))
+        atomic_savez(path, arrays)
+
+
+def load(path) -> Result:
+    """Reads a file written by ``Result.save``, checking format and checksums."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise ValueError(f"{path} is not a readable bpjax result (truncated or corrupt): {e}")
+    if "meta.json" not in arrays:
+        raise ValueError(f"{path} has no meta.json: not a bpjax result")
+    meta = json.loads(str(arrays.pop("meta.json")))
+    if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{path}: format {meta.get('format')!r} v{meta.get('format_version')}, "
+            f"expected {FORMAT!r} v{FORMAT_VERSION}"
+        )
+    sums = meta.pop("sha256")
+    if set(sums) != set(arrays):
+        missing = sorted(set(sums) ^ set(arrays))
+        raise ValueError(f"{path}: arrays {missing} missing or unexpected; file was altered")
+    for name, digest in sums.items():
+        if _digest(arrays[name]) != digest:
+            raise ValueError(f"{path}: checksum mismatch in {name!r}; file was altered")
+    dims = tuple(meta.pop("dims"))
+    coords = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("coords/")}
+    params_spec = meta.pop("params_tree")
+    return Result(
+        dims=dims,
+        coords=coords,
+        loss=arrays["loss"],
+        final_loss=arrays["final_loss"],
+        diverged_at=arrays["diverged_at"],
+        final_params=_unflatten(meta.pop("final_params_tree"), arrays),
+        params=None if params_spec is None else _unflatten(params_spec, arrays),
+        meta=meta,
+    )
+
+
+def atomic_savez(path, arrays: dict[str, np.ndarray]) -> None:
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _digest(a: np.ndarray) -> str:
+    a = np.ascontiguousarray(a)
+    h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
+    h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _flatten(tree, prefix: str, out: dict) -> Any:
+    """Stores leaves in ``out`` under ``prefix/...`` and returns a JSON spec of the tree."""
+    if isinstance(tree, dict):
+        return {"dict": {str(k): _flatten(v, f"{prefix}/{k}", out) for k, v in tree.items()}}
+    if isinstance(tree, (list, tuple)) and not hasattr(tree, "_fields"):
+        kind = "list" if isinstance(tree, list) else "tuple"
+        return {kind: [_flatten(v, f"{prefix}/{i}", out) for i, v in enumerate(tree)]}
+    if hasattr(tree, "_fields"):  # NamedTuple: kept as a dict of its fields
+        return _flatten(tree._asdict(), prefix, out)
+    out[prefix] = np.asarray(tree)
+    return {"leaf": prefix}
+
+
+def _unflatten(spec, arrays: dict) -> Any:
+    if "dict" in spec:
+        return {k: _unflatten(v, arrays) for k, v in spec["dict"].items()}
+    if "list" in spec:
+        return [_unflatten(v, arrays) for v in spec["list"]]
+    if "tuple" in spec:
+        return tuple(_unflatten(v, arrays) for v in spec["tuple"])
+    return arrays[spec["leaf"]]
+
+
+def _tree_map(fn, tree):
+    if isinstance(tree, dict):
+        return {k: _tree_map(fn, v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)) and not hasattr(tree, "_fields"):
+        return type(tree)(_tree_map(fn, v) for v in tree)
+    return fn(tree)

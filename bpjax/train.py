@@ -1,0 +1,93 @@
+"""``train``: one run, one compiled ``lax.scan``; the same step ``sweep`` vmaps."""
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from bpjax import engine
+
+
+class Run(NamedTuple):
+    """One run: records at ``steps`` = 0, k, ..., n (loss of the params at that step)."""
+
+    final_params: Any
+    loss: np.ndarray  # (records,)
+    params: Any  # pytree, leaves (records, ...)
+    diverged_at: int  # first step whose params/loss/grad were not finite; -1 if never
+    steps: np.ndarray
+
+
+def train(
+    loss_fn: Callable,
+    params,
+    optimizer: optax.GradientTransformation,
+    steps: int,
+    *,
+    record_every: int = 1,
+    data=None,
+    batch_size: int | None = None,
+    key: jax.Array | None = None,
+) -> Run:
+    """Trains ``params`` for ``steps`` steps of ``optimizer`` on ``loss_fn``.
+
+    ``loss_fn(params)``, or ``loss_fn(params, batch)`` when ``data`` is given
+    (mini-batches of ``batch_size`` shuffled with ``key`` when it is set).
+
+    Example:
+      >>> import bpjax
+      >>> run = bpjax.train(lambda p: (p["x"] - 3.0) ** 2, {"x": 0.0},
+      ...                   bpjax.optim.sgd(0.25), steps=4, record_every=2)
+      >>> run.loss.tolist(), float(run.final_params["x"])
+      ([9.0, 0.5625, 0.03515625], 2.8125)
+    """
+    from bpjax.sweep import _check_data, _positive_int  # shared argument checks
+
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(
+            "optimizer must be an optax.GradientTransformation, e.g. bpjax.optim.sgd(0.1) "
+            f"or optax.adam(1e-3); got {optimizer!r}"
+        )
+    steps = _positive_int("steps", steps)
+    record_every = _positive_int("record_every", record_every)
+    if steps % record_every:
+        raise ValueError(f"record_every={record_every} must divide steps={steps}")
+    data, batch_size = _check_data(data, batch_size)
+    params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
+    if data is None:
+        def loss(p, batch):
+            del batch
+            return loss_fn(p)
+    else:
+        loss = loss_fn
+    batching = engine.Batching(None, batch_size)
+    value = jax.eval_shape(loss, params, batching._replace(data=data).batch(
+        jax.random.key(0), jnp.int32(0)))
+    if getattr(value, "shape", None) != ():
+        raise ValueError(f"loss_fn must return a scalar, got shape {getattr(value, 'shape', value)}")
+    key = jax.random.key(0) if key is None else key
+    final, rec_loss, rec_params, diverged_at = _run(
+        loss, optimizer, steps // record_every, record_every, batch_size, params, data, key)
+    return Run(
+        final_params=jax.tree.map(np.asarray, final),
+        loss=np.asarray(rec_loss),
+        params=jax.tree.map(np.asarray, rec_params),
+        diverged_at=int(diverged_at),
+        steps=np.arange(0, steps + 1, record_every),
+    )
+
+
+@partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
+def _run(loss, tx, n_records, record_every, batch_size, params, data, key):
+    batching = engine.Batching(data, batch_size)
+    carry = engine.init_carry(params, tx, loss, batching, key)
+    first = engine.record(carry, loss, batching, True)
+    carry, (rec_loss, rec_params) = engine.run_segment(
+        carry, jnp.int32(0), n_records, record_every, tx, loss, batching, key)
+    rec_loss = jnp.concatenate([first[0][None], rec_loss])
+    rec_params = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first[1], rec_params)
+    return carry.params, rec_loss, rec_params, carry.diverged_at
