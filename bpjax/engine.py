@@ -94,7 +94,7 @@ def run_segment(
     record_every: int,
     tx: optax.GradientTransformation,
     loss: Loss,
-    batching: Batching = Batching(),
+    batching: Batching = Batching(),  # noqa: B008 - an immutable NamedTuple
     key=None,
     record_params: bool = True,
 ):

@@ -1,10 +1,10 @@
 """``Grid(**axes)``: the cartesian product of named 1-D axes, in the given order.
 
->>> g = Grid(lr=[0.1, 0.01], seed=range(3))
+>>> g = Grid(lr=[0.5, 0.25], seed=range(3))
 >>> g.shape, g.size, g.dims
 ((2, 3), 6, ('lr', 'seed'))
 >>> g.flat()["lr"].tolist()
-[0.1, 0.1, 0.1, 0.01, 0.01, 0.01]
+[0.5, 0.5, 0.5, 0.25, 0.25, 0.25]
 """
 
 import numpy as np
@@ -50,7 +50,8 @@ def _axis(name: str, values) -> np.ndarray:
     try:
         arr = np.asarray(list(values) if not hasattr(values, "__array__") else values)
     except TypeError:
-        raise ValueError(f"grid axis {name!r} must be a 1-D sequence of numbers, got {values!r}")
+        raise ValueError(
+            f"grid axis {name!r} must be a 1-D sequence of numbers, got {values!r}") from None
     if arr.ndim != 1:
         raise ValueError(f"grid axis {name!r} must be 1-D, got shape {arr.shape}")
     if arr.size == 0:

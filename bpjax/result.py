@@ -117,7 +117,8 @@ def load(path) -> Result:
     except FileNotFoundError:
         raise
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
-        raise ValueError(f"{path} is not a readable bpjax result (truncated or corrupt): {e}")
+        raise ValueError(
+            f"{path} is not a readable bpjax result (truncated or corrupt): {e}") from e
     if "meta.json" not in arrays:
         raise ValueError(f"{path} has no meta.json: not a bpjax result")
     meta = json.loads(str(arrays.pop("meta.json")))

@@ -238,13 +238,13 @@ def _plan(loss_fn, init, optimizer, grid, steps, record_every, seed, data, batch
 
 
 def _execute(plan: _Plan, progress: bool | None) -> Result:
-    grid, n, chunk = plan.grid, plan.grid.size, plan.chunk
+    n, chunk = plan.grid.size, plan.chunk
     n_rec = plan.steps // plan.record_every
     n_opt = len(plan.specs)
     data = plan.data
     if data is not None and plan.replicated is not None:
         data = jax.device_put(data, plan.replicated)
-    base_seed = jnp.uint32(plan.seed)
+    base_seed = np.uint32(plan.seed)
 
     loss = np.empty((n_opt, n, n_rec + 1), np.float32)
     diverged_at = np.empty((n_opt, n), np.int32)
@@ -404,27 +404,28 @@ def _check_shapes(spec: _Spec, flat, seed, data):
         return params, value
 
     try:
-        params, value = jax.eval_shape(one, config, jnp.uint32(seed), data)
+        params, value = jax.eval_shape(one, config, np.uint32(seed), data)
     except Exception as e:  # noqa: BLE001 - report the user's error with context
         raise ValueError(
             f"init, loss_fn or optimizer {spec.opt.name!r} failed on one configuration "
             f"(data shapes {jax.tree.map(np.shape, data) if data is not None else None}): "
             f"{type(e).__name__}: {e}"
         ) from e
-    if not hasattr(value, "shape") or value.shape != ():
-        raise ValueError(f"loss_fn must return a scalar, got shape {getattr(value, 'shape', value)}")
-    if not jnp.issubdtype(value.dtype, jnp.floating):
-        raise ValueError(f"loss_fn must return a float, got dtype {value.dtype}")
     for leaf in jax.tree.leaves(params):
         if not jnp.issubdtype(leaf.dtype, jnp.floating):
             raise ValueError(f"init must return float params, got a leaf of dtype {leaf.dtype}")
+    if not hasattr(value, "shape") or value.shape != ():
+        shape = getattr(value, "shape", value)
+        raise ValueError(f"loss_fn must return a scalar, got shape {shape}")
+    if not jnp.issubdtype(value.dtype, jnp.floating):
+        raise ValueError(f"loss_fn must return a float, got dtype {value.dtype}")
 
     def carry_of(config, base_seed, data):
         init_key, data_key, tx, loss, batching = _bind(spec, config, base_seed)
         return engine.init_carry(spec.init(config, init_key), tx, loss,
                                  batching._replace(data=data), data_key)
 
-    return jax.eval_shape(carry_of, config, jnp.uint32(seed), data), params
+    return jax.eval_shape(carry_of, config, np.uint32(seed), data), params
 
 
 def _check_initial(carry, plan: _Plan, lo: int, hi: int) -> None:
@@ -432,7 +433,7 @@ def _check_initial(carry, plan: _Plan, lo: int, hi: int) -> None:
     if ok.all():
         return
     bad = np.flatnonzero(~ok)
-    examples = [{k: v[lo + i].item() for k, v in plan.flat.items()} for i in bad[:3]]
+    examples = [{k: float(f"{v[lo + i]:.6g}") for k, v in plan.flat.items()} for i in bad[:3]]
     raise ValueError(
         f"loss or gradient is not finite at the initial params for {bad.size} "
         f"configuration(s), e.g. {examples}; check init and loss_fn"

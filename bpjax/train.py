@@ -68,7 +68,8 @@ def train(
     value = jax.eval_shape(loss, params, batching._replace(data=data).batch(
         jax.random.key(0), jnp.int32(0)))
     if getattr(value, "shape", None) != ():
-        raise ValueError(f"loss_fn must return a scalar, got shape {getattr(value, 'shape', value)}")
+        shape = getattr(value, "shape", value)
+        raise ValueError(f"loss_fn must return a scalar, got shape {shape}")
     key = jax.random.key(0) if key is None else key
     final, rec_loss, rec_params, diverged_at = _run(
         loss, optimizer, steps // record_every, record_every, batch_size, params, data, key)
