@@ -124,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="mini-batch size (default: full batch)")
     sw.add_argument("--converged-below", type=float, default=1e-2,
                     help="a run counts as converged when its final loss is below this")
-    sw.add_argument("--out", help="folder for result.npz, heatmap.png and summary.json")
+    sw.add_argument("--out", help="folder for result.npz, heatmap.png and summary.json; the "
+                    "sweep checkpoints there and, rerun with the same --out, resumes")
     sw.add_argument("--seed", type=int, default=0, help="base PRNG seed")
     sw.add_argument("--no-progress", action="store_true")
     return parser
@@ -170,14 +171,6 @@ def run_sweep(args, parser) -> int:
     record_every = args.record_every or (args.steps // 100 if args.steps % 100 == 0 else 1)
     if args.steps % record_every:
         parser.error(f"--record-every {record_every} must divide --steps {args.steps}")
-    if args.out:
-        try:
-            os.makedirs(args.out, exist_ok=True)
-            probe = os.path.join(args.out, ".write-test")
-            open(probe, "w").close()
-            os.remove(probe)
-        except OSError as e:
-            parser.error(f"--out {args.out}: not writable ({e.strerror})")
 
     net = nets.mlp(sizes, activation=args.activation, bias=not args.no_bias,
                    output_activation=args.output_activation)
@@ -197,13 +190,12 @@ def run_sweep(args, parser) -> int:
         res = bpjax.sweep(loss, init, optimizers, bpjax.Grid(**axes), args.steps,
                           record_every=record_every, data=data, batch_size=args.batch_size,
                           seed=args.seed, progress=False if args.no_progress else None,
-                          record_params=False)
+                          record_params=False, out=args.out)
     except (ValueError, TypeError) as e:
         parser.error(str(e))
     summary = summarize(res, args.converged_below)
     print(format_table(summary, jax.default_backend()))
     if args.out:
-        res.save(os.path.join(args.out, "result.npz"))
         with open(os.path.join(args.out, "summary.json"), "w") as f:
             json.dump(summary, f, indent=2)
         swept = [d for d in ("lr", "momentum", "init_scale") if d in res.dims

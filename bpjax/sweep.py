@@ -7,8 +7,10 @@ written). Compiled functions are cached on (loss, init, optimizer, static
 settings), so a new grid of the same shape does not recompile.
 """
 
+import hashlib
 import inspect
 import math
+import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -18,10 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from bpjax import engine, optim
+from bpjax import checkpoint, engine, optim
 from bpjax.grid import Grid
 from bpjax.progress import Progress
-from bpjax.result import Result
+from bpjax.result import Result, load
 
 DEFAULT_CPU_MEMORY = 2 << 30
 
@@ -117,6 +119,8 @@ def sweep(
     segments: int = 10,
     shard: bool = True,
     progress: bool | None = None,
+    out=None,
+    checkpoint_seconds: float = 30.0,
 ) -> Result:
     """Trains every configuration of ``grid`` and returns a ``Result`` with named axes.
 
@@ -146,6 +150,10 @@ def sweep(
       segments: how many pieces each chunk's run is cut into, for progress.
       shard: shard the configuration axis over all local devices.
       progress: show a progress bar (default: when stderr is a terminal).
+      out: a folder to checkpoint into (at most every ``checkpoint_seconds``, at
+        segment boundaries, and after each chunk) and to write ``result.npz``
+        to. Running the same sweep with the same ``out`` resumes it; a different
+        sweep there is refused, naming what differs.
 
     Example:
       >>> import bpjax, jax.numpy as jnp
@@ -156,7 +164,7 @@ def sweep(
     """
     plan = _plan(loss_fn, init, optimizer, grid, steps, record_every, seed, data, batch_size,
                  record_params, max_memory, chunk_size, segments, shard)
-    return _execute(plan, progress)
+    return _execute(plan, progress, out, checkpoint_seconds)
 
 
 class _Plan(NamedTuple):
@@ -237,7 +245,17 @@ def _plan(loss_fn, init, optimizer, grid, steps, record_every, seed, data, batch
                  seg_records, sharding, replicated)
 
 
-def _execute(plan: _Plan, progress: bool | None) -> Result:
+def _execute(plan: _Plan, progress: bool | None, out=None, checkpoint_seconds=30.0) -> Result:
+    store = None
+    if out is not None:
+        store = checkpoint.Store(out, _describe(plan))
+        layout = store.open({"chunk": plan.chunk, "seg_records": plan.seg_records})
+        if layout is not None:
+            if store.finished():
+                _say(f"bpjax: {store.out} holds this finished sweep; loading it")
+                return load(store.path(checkpoint.RESULT))
+            plan = _relayout(plan, layout)
+            _say(f"bpjax: resuming the sweep in {store.out}")
     n, chunk = plan.grid.size, plan.chunk
     n_rec = plan.steps // plan.record_every
     n_opt = len(plan.specs)
@@ -245,6 +263,7 @@ def _execute(plan: _Plan, progress: bool | None) -> Result:
     if data is not None and plan.replicated is not None:
         data = jax.device_put(data, plan.replicated)
     base_seed = np.uint32(plan.seed)
+    resume = store.load_progress() if store else None
 
     loss = np.empty((n_opt, n, n_rec + 1), np.float32)
     diverged_at = np.empty((n_opt, n), np.int32)
@@ -255,43 +274,147 @@ def _execute(plan: _Plan, progress: bool | None) -> Result:
         fns = _compiled(spec)
         for c in range(plan.n_chunks):
             lo, hi = c * chunk, min((c + 1) * chunk, n)
+            m = hi - lo
             configs = _chunk_configs(plan, lo, hi)
-            carry = fns.init(configs, base_seed, data)
-            if o == 0:
-                _check_initial(carry, plan, lo, hi)
+            shapes = jax.eval_shape(fns.init, configs, base_seed, data)
             if final is None:
-                final = _alloc(carry.params, (n_opt, n))
+                final = _alloc(shapes.params, (n_opt, n))
                 if spec.record_params:
-                    params = _alloc(carry.params, (n_opt, n, n_rec + 1))
-            loss[o, lo:hi, 0] = np.asarray(carry.loss)[: hi - lo]
-            if params is not None:
-                _store(params, carry.params, (o, slice(lo, hi), 0), hi - lo)
-            done = 0
+                    params = _alloc(shapes.params, (n_opt, n, n_rec + 1))
+            rows = _Rows(loss, diverged_at, final, params, o, lo, hi)
+            saved = store.load_chunk(o, c) if store else None
+            if saved is not None:
+                rows.put_chunk(saved)
+                bar.update(m * plan.steps, "(from checkpoint)")
+                continue
+            if resume is not None and tuple(resume["position"][:2]) == (o, c):
+                done = int(resume["position"][2])
+                leaves = [resume[f"carry/{i}"] for i in range(len(jax.tree.leaves(shapes)))]
+                carry = jax.tree.unflatten(jax.tree.structure(shapes), leaves)
+                carry = jax.device_put(carry, plan.sharding) if plan.sharding else carry
+                rows.put_records(resume, done)
+                bar.update(m * done * plan.record_every, "(from checkpoint)")
+            else:
+                done = 0
+                carry = fns.init(configs, base_seed, data)
+                if o == 0:
+                    _check_initial(carry, plan, lo, hi)
+                rows.keep((carry.loss[:, None], jax.tree.map(lambda x: x[:, None], carry.params)
+                           if params is not None else None), 0, 1)
+            last_save = time.perf_counter()
             pending = None
             while done < n_rec:
                 k = min(plan.seg_records, n_rec - done)
-                start = jnp.int32(done * plan.record_every)
+                start = np.int32(done * plan.record_every)
                 carry, records = fns.segment(carry, configs, base_seed, data, start, k)
                 if pending is not None:  # copy the previous segment while this one runs
-                    _keep(pending, loss, params, o, lo, hi)
+                    rows.keep(*pending)
                 pending = (records, done + 1, k)
                 done += k
-                bar.update((hi - lo) * k * plan.record_every, f"{spec.opt.name} chunk {c + 1}")
+                bar.update(m * k * plan.record_every, f"{spec.opt.name} chunk {c + 1}")
+                if store and done < n_rec and time.perf_counter() - last_save >= checkpoint_seconds:
+                    rows.keep(*pending)
+                    pending = None
+                    host = [np.asarray(x) for x in jax.tree.leaves(carry)]
+                    store.save_progress(o, c, done, host, rows.records(done))
+                    last_save = time.perf_counter()
             if pending is not None:
-                _keep(pending, loss, params, o, lo, hi)
-            _store(final, carry.params, (o, slice(lo, hi)), hi - lo)
-            diverged_at[o, lo:hi] = np.asarray(carry.diverged_at)[: hi - lo]
+                rows.keep(*pending)
+            rows.put_final(carry)
+            if store:
+                store.save_chunk(o, c, rows.chunk())
     bar.close()
-    elapsed = time.perf_counter() - t0
-    return _result(plan, loss, diverged_at, final, params, elapsed)
+    result = _result(plan, loss, diverged_at, final, params, time.perf_counter() - t0)
+    if store:
+        result.meta["fingerprint"] = store.fingerprint
+        store.finish(result)
+    return result
 
 
-def _keep(pending, loss, params, o, lo, hi) -> None:
-    (rec_loss, rec_params), first, k = pending
-    m = hi - lo
-    loss[o, lo:hi, first:first + k] = np.asarray(rec_loss)[:m]
-    if params is not None:
-        _store(params, rec_params, (o, slice(lo, hi), slice(first, first + k)), m)
+class _Rows:
+    """The host arrays' rows of one chunk, [o, lo:hi]; reads and writes them."""
+
+    def __init__(self, loss, diverged_at, final, params, o, lo, hi):
+        self.loss, self.diverged_at, self.final, self.params = loss, diverged_at, final, params
+        self.o, self.lo, self.hi = o, lo, hi
+        self.rows = (o, slice(lo, hi))
+
+    def keep(self, records, first: int, k: int) -> None:
+        rec_loss, rec_params = records
+        m = self.hi - self.lo
+        self.loss[self.o, self.lo:self.hi, first:first + k] = np.asarray(rec_loss)[:m]
+        if self.params is not None:
+            _store(self.params, rec_params, self.rows + (slice(first, first + k),), m)
+
+    def put_final(self, carry) -> None:
+        _store(self.final, carry.params, self.rows, self.hi - self.lo)
+        self.diverged_at[self.rows] = np.asarray(carry.diverged_at)[: self.hi - self.lo]
+
+    def records(self, done: int) -> dict[str, np.ndarray]:
+        out = {"loss": self.loss[self.rows][:, : done + 1]}
+        if self.params is not None:
+            for i, leaf in enumerate(jax.tree.leaves(self.params)):
+                out[f"params/{i}"] = leaf[self.rows][:, : done + 1]
+        return out
+
+    def put_records(self, saved: dict, done: int) -> None:
+        self.loss[self.rows][:, : done + 1] = saved["loss"]
+        if self.params is not None:
+            for i, leaf in enumerate(jax.tree.leaves(self.params)):
+                leaf[self.rows][:, : done + 1] = saved[f"params/{i}"]
+
+    def chunk(self) -> dict[str, np.ndarray]:
+        out = self.records(self.loss.shape[-1] - 1)
+        out["diverged_at"] = self.diverged_at[self.rows]
+        for i, leaf in enumerate(jax.tree.leaves(self.final)):
+            out[f"final/{i}"] = leaf[self.rows]
+        return out
+
+    def put_chunk(self, saved: dict) -> None:
+        self.put_records(saved, self.loss.shape[-1] - 1)
+        self.diverged_at[self.rows] = saved["diverged_at"]
+        for i, leaf in enumerate(jax.tree.leaves(self.final)):
+            leaf[self.rows] = saved[f"final/{i}"]
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _relayout(plan: _Plan, layout: dict) -> _Plan:
+    """Reuses a stored chunk size and segment length, so resumed bits match."""
+    chunk = int(layout["chunk"])
+    sharding, replicated = plan.sharding, plan.replicated
+    if sharding is not None and chunk % len(sharding.mesh.devices.flat):
+        sharding = replicated = None
+    return plan._replace(chunk=chunk, n_chunks=math.ceil(plan.grid.size / chunk),
+                         seg_records=int(layout["seg_records"]), sharding=sharding,
+                         replicated=replicated)
+
+
+def _describe(plan: _Plan) -> dict:
+    """What defines a sweep's result; its hash is the fingerprint checked on resume."""
+    spec = plan.specs[0]
+    data = None
+    if plan.data is not None:
+        h = hashlib.sha256()
+        for leaf in jax.tree.leaves(plan.data):
+            a = np.asarray(leaf)
+            h.update(f"{a.dtype}{a.shape}".encode() + a.tobytes())
+        data = h.hexdigest()[:16]
+    return {
+        "grid": {k: v.tolist() for k, v in plan.grid.axes.items()},
+        "optimizers": {s.opt.name: s.opt.source if isinstance(s.opt.source, str)
+                       else checkpoint.describe_function(s.opt.source) for s in plan.specs},
+        "loss_fn": checkpoint.describe_function(spec.loss_fn),
+        "init": checkpoint.describe_function(spec.init),
+        "steps": plan.steps,
+        "record_every": plan.record_every,
+        "seed": plan.seed,
+        "batch_size": spec.batch_size,
+        "record_params": spec.record_params,
+        "data": data,
+    }
 
 
 def _result(plan: _Plan, loss, diverged_at, final, params, elapsed) -> Result:

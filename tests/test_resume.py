@@ -1,0 +1,114 @@
+"""Sweeps killed at random points resume to exactly the uninterrupted result."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import bpjax
+from bpjax import checkpoint
+
+sys.path.insert(0, os.path.dirname(__file__))
+import resume_case  # noqa: E402
+
+WORKER = os.path.join(os.path.dirname(__file__), "resume_case.py")
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return resume_case.run()
+
+
+def same(a, b):
+    np.testing.assert_array_equal(a.loss, b.loss)
+    np.testing.assert_array_equal(a.diverged_at, b.diverged_at)
+    np.testing.assert_array_equal(a.params["layers"][0]["w"], b.params["layers"][0]["w"])
+    np.testing.assert_array_equal(a.final_params["layers"][1]["b"],
+                                  b.final_params["layers"][1]["b"])
+
+
+def test_out_folder_gives_the_same_result_and_reloads_it(reference, tmp_path, capsys):
+    res = resume_case.run(tmp_path / "s")
+    same(res, reference)
+    assert sorted(os.listdir(tmp_path / "s")) == ["result.npz", "sweep.json"]
+    again = resume_case.run(tmp_path / "s")
+    assert "holds this finished sweep" in capsys.readouterr().err
+    same(again, reference)
+    assert again.meta["fingerprint"] == res.meta["fingerprint"]
+
+
+def test_killed_at_20_random_points_resumes_bit_identically(reference, tmp_path):
+    rng = np.random.default_rng(0)
+    out, runs, kills, finished = tmp_path / "run0", 0, 0, 0
+    while kills < 20:
+        proc = subprocess.Popen([sys.executable, WORKER, str(out)], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True)
+        assert proc.stdout.readline().strip() == "started"
+        time.sleep(rng.uniform(0.2, 2.0))  # during compile, segments or saves
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        kills += 1
+        # Resume a copy of whatever the kill left, in this process: it must finish exactly.
+        copy = tmp_path / f"copy{kills}"
+        shutil.copytree(out, copy) if out.exists() else None
+        same(resume_case.run(copy), reference)
+        shutil.rmtree(copy)
+        if (out / checkpoint.RESULT).exists():  # it finished between kills: start another
+            same(resume_case.run(out), reference)
+            runs, finished = runs + 1, finished + 1
+            out = tmp_path / f"run{runs}"
+    assert kills == 20
+
+
+def test_a_different_sweep_in_the_same_folder_is_refused(tmp_path):
+    out = tmp_path / "s"
+    bpjax.sweep(resume_case.LOSS, resume_case.init, "sgd", {"lr": [0.1], "scale": [1.0]}, 20,
+                data=bpjax.problems.xor(), out=out)
+    with pytest.raises(ValueError, match=r"holds a different sweep \(.*steps: stored 20, now 40"):
+        bpjax.sweep(resume_case.LOSS, resume_case.init, "sgd", {"lr": [0.1], "scale": [1.0]},
+                    40, data=bpjax.problems.xor(), out=out)
+    with pytest.raises(ValueError, match=r"grid: stored .*0.1.*now .*0.2"):
+        bpjax.sweep(resume_case.LOSS, resume_case.init, "sgd", {"lr": [0.2], "scale": [1.0]},
+                    20, data=bpjax.problems.xor(), out=out)
+    with pytest.raises(ValueError, match="loss_fn: stored"):
+        bpjax.sweep(lambda p, b: resume_case.LOSS(p, b) * 2, resume_case.init, "sgd",
+                    {"lr": [0.1], "scale": [1.0]}, 20, data=bpjax.problems.xor(), out=out)
+
+
+def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    store = checkpoint.Store(tmp_path, {"x": 1})
+    store.open({"chunk": 1, "seg_records": 1})
+    store.save_progress(0, 0, 3, [np.arange(4.0)], {"loss": np.ones((2, 4))})
+    before = (tmp_path / checkpoint.PROGRESS).read_bytes()
+
+    real = np.savez
+
+    def disk_full(f, **arrays):
+        real(f, **arrays)
+        f.truncate(100)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        store.save_progress(0, 0, 5, [np.arange(4.0) * 2], {"loss": np.zeros((2, 6))})
+    monkeypatch.undo()
+    assert (tmp_path / checkpoint.PROGRESS).read_bytes() == before
+    assert [n for n in os.listdir(tmp_path) if n.startswith(".tmp")] == []
+    back = store.load_progress()
+    assert back["position"].tolist() == [0, 0, 3]
+    np.testing.assert_array_equal(back["carry/0"], np.arange(4.0))
+
+
+def test_unwritable_out_is_refused_before_compiling(tmp_path, compiles):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with compiles, pytest.raises(ValueError, match="not a writable folder"):
+        bpjax.sweep(resume_case.LOSS, resume_case.init, "sgd", {"lr": [0.1], "scale": [1.0]},
+                    20, data=bpjax.problems.xor(), out=blocker / "sub")
+    assert compiles.count == 0
