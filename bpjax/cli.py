@@ -25,7 +25,7 @@ def parse_range(text: str, name: str) -> np.ndarray:
             if len(parts) not in (3, 4) or (len(parts) == 4 and parts[3] not in ("log", "lin")):
                 raise ValueError
             start, stop, num = float(parts[0]), float(parts[1]), int(parts[2])
-            if num < 1 or num > 10_000_000:
+            if num < 1 or num > 10_000_000 or not np.isfinite([start, stop]).all():
                 raise ValueError
             if len(parts) == 4 and parts[3] == "log":
                 if start <= 0 or stop <= 0:

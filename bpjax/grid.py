@@ -68,4 +68,8 @@ def _axis(name: str, values) -> np.ndarray:
             raise ValueError(f"grid axis 'seed' must hold integers in [0, 2**31), got {arr[:5]}")
         return arr.astype(np.int32)
     # Every other axis is a traced float32 value (architecture is static, not an axis).
+    big = np.abs(arr) > np.finfo(np.float32).max
+    if big.any():
+        raise ValueError(f"grid axis {name!r} holds {arr[big][:3].tolist()}, beyond float32's "
+                         f"range (|x| <= {np.finfo(np.float32).max:.3g})")
     return arr.astype(np.float32)
