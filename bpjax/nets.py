@@ -88,3 +88,22 @@ def mlp(
         return x
 
     return Net(init, apply)
+
+
+def preactivations(params: Params, x: jax.Array, activation: str | Activation = "relu"):
+    """The pre-activations z_l = a_{l-1} W_l + b_l of every layer of an ``mlp``, one example.
+
+    >>> import jax, jax.numpy as jnp
+    >>> p = mlp([2, 3, 1]).init(jax.random.key(0))
+    >>> [z.shape for z in preactivations(p, jnp.ones(2), "tanh")]
+    [(3,), (1,)]
+    """
+    act = activation_fn(activation)
+    out = []
+    for layer in params["layers"]:
+        z = x @ layer["w"]
+        if "b" in layer:
+            z = z + layer["b"]
+        out.append(z)
+        x = act(z)
+    return out

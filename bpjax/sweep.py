@@ -56,11 +56,31 @@ _CACHE: dict = {}
 _CACHE_SIZE = 64
 
 
-def _bind(spec: _Spec, config: Mapping, base_seed):
+def config_keys(config: Mapping, base_seed):
+    """The (init, data) keys of one configuration: from the base seed and ``seed`` axis."""
     key = jax.random.key(base_seed)
     if "seed" in config:
         key = jax.random.fold_in(key, config["seed"])
-    init_key, data_key = jax.random.split(key)
+    return jax.random.split(key)
+
+
+def initial_params(init: Callable, grid: Grid | Mapping, seed: int = 0):
+    """The params every configuration of a sweep starts from, shaped like the grid.
+
+    >>> import bpjax
+    >>> p = initial_params(lambda c, k: {"x": c["x0"]}, {"x0": [1.0, 2.0], "seed": [0, 1]})
+    >>> p["x"].shape
+    (2, 2)
+    """
+    grid = Grid(**grid) if isinstance(grid, Mapping) else grid
+    flat = {k: jnp.asarray(v) for k, v in grid.flat().items()}
+    one = lambda config: init(config, config_keys(config, np.uint32(seed))[0])  # noqa: E731
+    params = jax.jit(jax.vmap(one))(flat)
+    return jax.tree.map(lambda x: np.asarray(x).reshape(grid.shape + x.shape[1:]), params)
+
+
+def _bind(spec: _Spec, config: Mapping, base_seed):
+    init_key, data_key = config_keys(config, base_seed)
     tx = spec.opt.factory(**{n: config[n] for n in spec.opt.takes if n in config})
     extra = {"config": config} if spec.loss_takes_config else {}
     if spec.has_data:

@@ -188,3 +188,9 @@ def test_load_rejects_truncated_and_tampered_files(result, tmp_path):
     np.savez(tmp_path / "bad.npz", **arrays)
     with pytest.raises(ValueError, match="checksum mismatch in 'loss'"):
         bpjax.load(tmp_path / "bad.npz")
+
+
+def test_initial_params_are_the_params_a_sweep_starts_from(result):
+    start = bpjax.initial_params(init_fn, GRID)
+    recorded = result.params["layers"][0]["w"][0, ..., 0, :, :]  # optimizer 0, step 0
+    np.testing.assert_array_equal(start["layers"][0]["w"], recorded)

@@ -1,0 +1,103 @@
+"""Gradient descent on f(x) = x^4: which (learning rate, start) pairs converge (seed 004).
+
+The seed's answer: x_{k+1} = x_k (1 - 4 lr x_k^2). If |1 - 4 lr x0^2| < 1 then
+|x1| < |x0|, so 4 lr x1^2 < 4 lr x0^2 and every later step shrinks |x| too: the
+iterates converge to 0. If |1 - 4 lr x0^2| > 1 they grow, and grow faster: they
+diverge. So the exact boundary is lr x0^2 = 1/2 (on it, x alternates +-x0 forever).
+
+The local-quadratic rule lr < 2 / f''(x0) = 1 / (6 x0^2), which is exact for a
+quadratic, is 3 times too conservative here: it rejects the convergent band
+1/6 < lr x0^2 < 1/2. Every cell is classified from one sweep over a log grid:
+diverged (non-finite), oscillating (not diverged, still overshooting: 4 lr x_T^2
+> 1, so each step flips the sign), or converging (4 lr x_T^2 <= 1: monotone).
+"""
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+import bpjax  # noqa: E402
+from bpjax import experiment, problems  # noqa: E402
+
+QUESTION = ("For gradient descent on x^4, which learning rates and starts converge, and is the "
+            "seed's |1 - 4 lr x0^2| < 1 rule the exact boundary? (seed 004)")
+SIZES = {"default": dict(n=256, steps=1000), "quick": dict(n=64, steps=200)}
+CLASSES = ["converging", "oscillating", "diverged"]
+
+
+def classify(res):
+    """0 converging, 1 oscillating, 2 diverged, per (lr, x0) cell."""
+    lr = res.coords["lr"][:, None]
+    x_t = res.final_params["x"]
+    overshooting = 4 * lr * x_t.astype(np.float64) ** 2 > 1
+    return np.where(res.diverged, 2, np.where(overshooting, 1, 0))
+
+
+def away_from_boundary(predicted: np.ndarray) -> np.ndarray:
+    """Cells whose 3x3 neighbourhood has the same predicted class (> one cell away)."""
+    p = np.pad(predicted, 1, mode="edge")
+    same = np.ones_like(predicted, dtype=bool)
+    for di in (-1, 0, 1):
+        for dj in (-1, 0, 1):
+            same &= p[1 + di:p.shape[0] - 1 + di, 1 + dj:p.shape[1] - 1 + dj] == predicted
+    return same
+
+
+def run(out: str, quick: bool = False) -> dict:
+    size = SIZES["quick" if quick else "default"]
+    lr = np.geomspace(1e-4, 1e2, size["n"])
+    x0 = np.geomspace(1e-2, 1e2, size["n"])
+    res = bpjax.sweep(problems.quartic, lambda c, k: {"x": c["x0"]}, "sgd",
+                      bpjax.Grid(lr=lr, x0=x0), size["steps"], record_every=size["steps"])
+    cls = classify(res)
+    lr32, x32 = res.coords["lr"][:, None].astype(np.float64), res.coords["x0"][None, :]
+    product = lr32 * x32.astype(np.float64) ** 2
+    exact = product < 0.5  # predicted to converge
+    quadratic = product < 1 / 6
+    away = away_from_boundary(exact)
+    agree = np.mean(exact[away] == (cls[away] != 2))
+    converged = cls != 2
+    numbers = {
+        "cells": int(cls.size),
+        "steps": size["steps"],
+        "fraction": {c: float(np.mean(cls == i)) for i, c in enumerate(CLASSES)},
+        "agreement_with_exact_boundary_away_from_it": float(agree),
+        "cells_away_from_boundary": int(away.sum()),
+        "disagreeing_cells_anywhere": int(np.sum(exact != converged)),
+        "quadratic_rule_lr_over_exact_lr": 1 / 3,
+        "convergent_cells_rejected_by_quadratic_rule":
+            float(np.mean(~quadratic[converged])),
+        "largest_stable_lr_x0sq_measured": float(product[converged].max()),
+    }
+    _figure(res, cls, os.path.join(out, "quartic_map.png"), numbers)
+    return experiment.save_summary(out, numbers)
+
+
+def _figure(res, cls, path, numbers):
+    lr, x0 = res.coords["lr"], res.coords["x0"]
+    fig, ax = plt.subplots(figsize=(7.5, 6), constrained_layout=True)
+    cmap = ListedColormap(["#4c9a5f", "#e3b23c", "#b03a2e"])
+    ax.pcolormesh(x0, lr, cls, cmap=cmap, vmin=-0.5, vmax=2.5, shading="nearest")
+    xs = np.geomspace(x0[0], x0[-1], 200)
+    ax.plot(xs, 0.5 / xs**2, "k-", lw=2, label="exact boundary lr x0² = 1/2")
+    ax.plot(xs, 1 / (6 * xs**2), "w--", lw=2, label="quadratic rule lr = 2/f''(x0)")
+    ax.set(xscale="log", yscale="log", xlim=(x0[0], x0[-1]), ylim=(lr[0], lr[-1]),
+           xlabel="start x0", ylabel="learning rate lr",
+           title=f"Gradient descent on x^4, {numbers['steps']} steps, {numbers['cells']} runs\n"
+                 f"agreement with the exact boundary (away from it): "
+                 f"{100 * numbers['agreement_with_exact_boundary_away_from_it']:.2f}%")
+    handles = [Patch(color=cmap(i), label=c) for i, c in enumerate(CLASSES)]
+    ax.legend(handles=handles + ax.get_legend_handles_labels()[0], loc="lower left",
+              framealpha=0.9)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    experiment.main(run, __doc__, "quartic")
