@@ -165,7 +165,7 @@ def _map_figure(results, grid, path, size):
                         mec="white" if ok else "red", mew=2.5)
             ax.plot([], [], "o", mfc="none", mec="k", label="seed: converges")
             ax.plot([], [], "X", mfc="none", mec="red", label="seed: never converges")
-            ax.legend(loc="lower left", fontsize=8)
+            ax.legend(loc="upper left", fontsize=8)
         fig.colorbar(mesh, ax=ax, label="fraction of seeds")
     fig.suptitle(f"ReLU 64-32-32-10 on 8x8 digits, {size['steps']} SGD steps")
     fig.savefig(path, dpi=110)
