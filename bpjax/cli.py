@@ -128,6 +128,17 @@ def build_parser() -> argparse.ArgumentParser:
                     "sweep checkpoints there and, rerun with the same --out, resumes")
     sw.add_argument("--seed", type=int, default=0, help="base PRNG seed")
     sw.add_argument("--no-progress", action="store_true")
+
+    sub.add_parser("list", help="list the registered experiments and their questions")
+    rp = sub.add_parser(
+        "reproduce", help="run experiments into figures, summary.json and one report page",
+        description="Run the registered experiments (all by default) into OUT/NAME/ (PNG "
+                    "figures and summary.json) and write OUT/index.html, a static page with "
+                    "every question, figure and number. Unchanged experiments are reused.")
+    rp.add_argument("names", nargs="*", metavar="NAME", help="experiments to run (default all)")
+    rp.add_argument("--quick", action="store_true", help="small sizes (minutes, not more)")
+    rp.add_argument("--out", default="report", help="output folder (default report/)")
+    rp.add_argument("--force", action="store_true", help="rerun even unchanged experiments")
     return parser
 
 
@@ -139,7 +150,20 @@ def main(argv=None) -> int:
         return 0
     if args.command == "sweep":
         return run_sweep(args, parser)
-    return 0
+    from bpjax import reproduce
+
+    if args.command == "list":
+        for name in reproduce.REGISTRY:
+            print(f"{name:<20} {reproduce.load(name).QUESTION}")
+        return 0
+    unknown = [n for n in args.names if n not in reproduce.REGISTRY]
+    if unknown:
+        parser.error(f"unknown experiment(s) {unknown}; registered: "
+                     f"{', '.join(reproduce.REGISTRY)}")
+    entries = reproduce.reproduce(args.names, quick=args.quick, out=args.out, force=args.force)
+    failed = [n for n, e in entries.items() if e["status"] == "failed"]
+    print(f"wrote {args.out}/index.html" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
 
 
 def run_sweep(args, parser) -> int:
