@@ -15,7 +15,7 @@ import time
 import traceback
 from pathlib import Path
 
-REGISTRY = ["quartic", "relu_init_map", "relu_scaling", "edge_of_stability"]
+REGISTRY = ["paradox", "quartic", "relu_init_map", "relu_scaling", "edge_of_stability"]
 HASH_FILE = ".bpjax-hash"
 
 
