@@ -15,7 +15,8 @@ import time
 import traceback
 from pathlib import Path
 
-REGISTRY = ["paradox", "quartic", "relu_init_map", "relu_scaling", "edge_of_stability"]
+REGISTRY = ["paradox", "sontag_minima", "log_rule", "quartic", "relu_init_map", "relu_scaling",
+            "edge_of_stability"]
 HASH_FILE = ".bpjax-hash"
 
 

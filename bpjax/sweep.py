@@ -285,7 +285,7 @@ def _execute(plan: _Plan, progress: bool | None, out=None, checkpoint_seconds=30
     base_seed = np.uint32(plan.seed)
     resume = store.load_progress() if store else None
 
-    loss = np.empty((n_opt, n, n_rec + 1), np.float32)
+    loss = None
     diverged_at = np.empty((n_opt, n), np.int32)
     params = final = None
     bar = Progress(n_opt * n * plan.steps, "sweep", progress)
@@ -297,7 +297,8 @@ def _execute(plan: _Plan, progress: bool | None, out=None, checkpoint_seconds=30
             m = hi - lo
             configs = _chunk_configs(plan, lo, hi)
             shapes = jax.eval_shape(fns.init, configs, base_seed, data)
-            if final is None:
+            if final is None:  # host buffers in the run's own dtypes (float64 under x64)
+                loss = np.empty((n_opt, n, n_rec + 1), shapes.loss.dtype)
                 final = _alloc(shapes.params, (n_opt, n))
                 if spec.record_params:
                     params = _alloc(shapes.params, (n_opt, n, n_rec + 1))
@@ -626,7 +627,7 @@ def _chunk_configs(plan: _Plan, lo: int, hi: int) -> dict:
 
 
 def _alloc(tree, lead: tuple[int, ...]):
-    return jax.tree.map(lambda x: np.empty(lead + tuple(x.shape[1:]), np.float32), tree)
+    return jax.tree.map(lambda x: np.empty(lead + tuple(x.shape[1:]), x.dtype), tree)
 
 
 def _store(dest, src, index, m: int) -> None:

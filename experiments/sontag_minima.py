@@ -1,0 +1,139 @@
+"""Local minima of a single tanh neuron (seed 001, Sontag section 2, n = 2, m = 1).
+
+E(x) = (tanh(x) - 1)^2 + (tanh(a x) - 1)^2: the line through (1, a), target e = (1, 1).
+For a > 0 (his case 2) E decreases to 0 as x -> +inf: no finite minimum. For a < 0
+(case 3) E -> 4 at both ends. For large x, with u = exp(-2x),
+E ~ 4 + 4u^2 - 8u^|a|: if |a| > 2 it approaches 4 from above, so there is a finite
+local maximum, a finite minimum left of it (E < 2), and a second "minimum" at
++infinity; for |a| <= 2 there is only the finite minimum. So a = -2 is exactly
+where the second minimum appears (Sontag says "large a").
+
+Both critical points are found by bisection on E' = jax.grad(E), vmapped over a;
+then one sweep of gradient descent over (a, x0) shows which starts reach the
+finite minimum and which drift to +infinity, and the basin boundary it draws is
+compared with the root-found maximum.
+"""
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+import bpjax  # noqa: E402
+from bpjax import experiment  # noqa: E402
+from bpjax.problems import sontag_loss  # noqa: E402
+
+QUESTION = ("Where are the local minima of a single tanh neuron on Sontag's two-point problem, "
+            "and which gradient-descent starts end in each? (seed 001)")
+SIZES = {"default": dict(n_a=48, n_x=240, steps=4000), "quick": dict(n_a=12, n_x=60, steps=1500)}
+A_RANGE = (-10.0, -2.5)
+X_RANGE = (-1.0, 3.0)
+LR = 0.01
+
+
+def bisect(f, lo, hi, iters: int = 60):
+    """A root of f in [lo, hi], given f(lo) and f(hi) of opposite signs."""
+    def body(_, bounds):
+        lo, hi = bounds
+        mid = 0.5 * (lo + hi)
+        same = jnp.sign(f(mid)) == jnp.sign(f(lo))
+        return jnp.where(same, mid, lo), jnp.where(same, hi, mid)
+    lo, hi = jax.lax.fori_loop(0, iters, body, (lo, hi))
+    return 0.5 * (lo + hi)
+
+
+@jax.jit
+def critical_points(a):
+    """(x_min, x_max) of E for each a < -2: E' < 0 at -3, > 0 at 0, and < 0 at large x."""
+    def one(a):
+        d = lambda x: jax.grad(sontag_loss)(x, a)  # noqa: E731
+        x_min = bisect(d, -3.0, 0.0)
+        # E' > 0 just right of 0 and < 0 beyond the maximum: scan for the first x with E' < 0.
+        xs = jnp.linspace(0.0, 8.0, 4001)
+        after = xs[jnp.argmax((jax.vmap(d)(xs) < 0) & (xs > 0))]
+        x_max = bisect(d, 0.0, after)
+        return x_min, x_max
+    return jax.vmap(one)(a)
+
+
+def run(out: str, quick: bool = False) -> dict:
+    size = SIZES["quick" if quick else "default"]
+    a = np.linspace(*A_RANGE, size["n_a"])
+    x0 = np.linspace(*X_RANGE, size["n_x"])
+    x_min, x_max = (np.asarray(v) for v in critical_points(jnp.asarray(a, jnp.float32)))
+
+    def loss(params, config):
+        return sontag_loss(params["x"], config["a"])
+
+    res = bpjax.sweep(loss, lambda c, k: {"x": c["x0"]}, "sgd",
+                      bpjax.Grid(a=a, x0=x0, lr=[LR]), size["steps"],
+                      record_every=size["steps"], record_params=False).sel(lr=LR)
+    x_t = res.final_params["x"]
+    to_min = np.abs(x_t - x_min[:, None]) < 0.01
+    # The sweep's boundary: the first start on each a's row that does not reach the minimum.
+    first_out = np.argmax(~to_min, axis=1)
+    boundary = x0[first_out]
+    dx = x0[1] - x0[0]
+    e_min = np.asarray(jax.vmap(sontag_loss)(x_min, a))
+    e_max = np.asarray(jax.vmap(sontag_loss)(x_max, a))
+    numbers = {
+        "a": a, "x_min": x_min, "x_max": x_max, "E_at_min": e_min, "E_at_max": e_max,
+        "E_at_infinity": 4.0,
+        "second_minimum_exists_iff_a_below": -2.0,
+        "grid_spacing_x0": float(dx),
+        "boundary_minus_x_max_in_cells": (boundary - x_max) / dx,
+        "rows_within_one_cell": float(np.mean(np.abs(boundary - x_max) <= dx)),
+        "fraction_of_starts_to_finite_minimum": float(to_min.mean()),
+        # Outside the basin nothing moves left (far right, E' is too small to move x at all
+        # in float32, so "not left" rather than "right").
+        "diverging_starts_never_moved_left": bool(np.all(x_t[~to_min] >= x0[None].repeat(
+            len(a), 0)[~to_min])),
+    }
+    _figures(a, x0, x_min, x_max, to_min, out)
+    return experiment.save_summary(out, numbers)
+
+
+def _figures(a, x0, x_min, x_max, to_min, out):
+    xs = np.linspace(-3, 4, 800)
+    fig, axes = plt.subplots(2, 2, figsize=(11, 9), constrained_layout=True)
+    for col, av in enumerate((2.0, -5.0)):
+        e = np.asarray(sontag_loss(jnp.asarray(xs), av))
+        axes[0, col].plot(xs, e)
+        axes[0, col].axhline(4.0 if av < 0 else 0.0, color="grey", ls=":", lw=1,
+                             label="E at +infinity")
+        axes[0, col].set(xlabel="x", ylabel="E(x)", title=f"Fig. {col + 1}: E(x), line through "
+                         f"(1, {av:g}) (case {2 if av > 0 else 3})")
+        axes[0, col].legend()
+        t = np.linspace(-8, 8, 2000)
+        axes[1, col].plot(np.tanh(t), np.tanh(av * t), label="T(line)")
+        axes[1, col].plot([1], [1], "r*", ms=14, label="target e = (1, 1)")
+        axes[1, col].set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05), aspect="equal",
+                         xlabel="tanh(x)", ylabel=f"tanh({av:g} x)",
+                         title=f"Fig. {col + 3}: image of the line in the square")
+        axes[1, col].legend(loc="lower right" if av > 0 else "lower left")
+    fig.suptitle("Sontag's figures 1-4, theta = tanh")
+    fig.savefig(os.path.join(out, "figures_1_to_4.png"), dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 5.5), constrained_layout=True)
+    mesh = ax.pcolormesh(x0, a, to_min.astype(float), cmap="coolwarm_r", vmin=0, vmax=1,
+                         shading="nearest")
+    ax.plot(x_max, a, "k-", lw=2, label="local maximum (bisection on E')")
+    ax.plot(x_min, a, "w--", lw=2, label="finite minimum (bisection on E')")
+    ax.set(xlabel="start x0", ylabel="a (line through (1, a))",
+           title=f"Gradient descent (lr {LR}) from every (a, x0): blue reaches the finite "
+                 "minimum,\nred drifts to the minimum at +infinity")
+    ax.legend(loc="lower right")
+    cbar = fig.colorbar(mesh, ax=ax, ticks=[0, 1])
+    cbar.set_ticklabels(["to +infinity", "finite min"])
+    fig.savefig(os.path.join(out, "basins.png"), dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    experiment.main(run, __doc__, "sontag_minima")
