@@ -15,8 +15,10 @@ import time
 import traceback
 from pathlib import Path
 
-REGISTRY = ["paradox", "sontag_minima", "log_rule", "quartic", "relu_init_map", "relu_scaling",
-            "edge_of_stability"]
+REGISTRY = [
+    "paradox", "sontag_minima", "log_rule", "diverging_weights",  # seeds 000, 001
+    "quartic", "relu_init_map", "relu_scaling", "edge_of_stability",  # seed 004
+]
 HASH_FILE = ".bpjax-hash"
 
 
