@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 
 REGISTRY = [
-    "paradox", "sontag_minima", "log_rule", "diverging_weights",  # seeds 000, 001
+    "paradox", "sontag_minima", "log_rule", "diverging_weights", "log_speedup",  # 000, 001
     "quartic", "relu_init_map", "relu_scaling", "edge_of_stability",  # seed 004
 ]
 HASH_FILE = ".bpjax-hash"
