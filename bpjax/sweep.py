@@ -346,8 +346,9 @@ def _execute(plan: _Plan, progress: bool | None, out=None, checkpoint_seconds=30
                 store.save_chunk(o, c, rows.chunk())
     bar.close()
     result = _result(plan, loss, diverged_at, final, params, time.perf_counter() - t0)
+    result.meta["fingerprint"] = (store.fingerprint if store
+                                  else checkpoint.fingerprint(_describe(plan)))
     if store:
-        result.meta["fingerprint"] = store.fingerprint
         store.finish(result)
     return result
 

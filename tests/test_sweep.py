@@ -170,6 +170,7 @@ def test_save_and_load_round_trip(result, tmp_path):
     np.testing.assert_array_equal(back.params["layers"][1]["w"], result.params["layers"][1]["w"])
     assert back.coords["optimizer"].tolist() == ["sgd", "adam"]
     assert back.meta["versions"]["jax"] == jax.__version__
+    assert back.meta["fingerprint"] == result.meta["fingerprint"] and back.meta["format_version"]
     # numpy alone reads it, without pickle
     raw = np.load(path, allow_pickle=False)
     np.testing.assert_array_equal(raw["final_loss"], result.final_loss)
