@@ -93,15 +93,20 @@ def _bind(spec: _Spec, config: Mapping, base_seed):
     return init_key, data_key, tx, loss, engine.Batching(None, spec.batch_size)
 
 
+def _init_one(spec: _Spec, config, base_seed, data) -> engine.Carry:
+    """One configuration's starting carry (params, optimizer state, loss, gradient)."""
+    init_key, data_key, tx, loss, batching = _bind(spec, config, base_seed)
+    params = spec.init(config, init_key)
+    return engine.init_carry(params, tx, loss, batching._replace(data=data), data_key)
+
+
 def _compiled(spec: _Spec) -> _Compiled:
     hit = _CACHE.get(spec.key)
     if hit is not None:
         return hit
 
     def init_one(config, base_seed, data):
-        init_key, data_key, tx, loss, batching = _bind(spec, config, base_seed)
-        params = spec.init(config, init_key)
-        return engine.init_carry(params, tx, loss, batching._replace(data=data), data_key)
+        return _init_one(spec, config, base_seed, data)
 
     def segment_one(carry, config, base_seed, data, start, n_records):
         _, data_key, tx, loss, batching = _bind(spec, config, base_seed)
@@ -565,12 +570,9 @@ def _check_shapes(spec: _Spec, flat, seed, data):
     if not jnp.issubdtype(value.dtype, jnp.floating):
         raise ValueError(f"loss_fn must return a float, got dtype {value.dtype}")
 
-    def carry_of(config, base_seed, data):
-        init_key, data_key, tx, loss, batching = _bind(spec, config, base_seed)
-        return engine.init_carry(spec.init(config, init_key), tx, loss,
-                                 batching._replace(data=data), data_key)
-
-    return jax.eval_shape(carry_of, config, np.uint32(seed), data), params
+    carry = jax.eval_shape(lambda c, s, d: _init_one(spec, c, s, d), config, np.uint32(seed),
+                           data)
+    return carry, params
 
 
 def _check_initial(carry, plan: _Plan, lo: int, hi: int) -> None:
