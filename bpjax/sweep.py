@@ -21,6 +21,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from bpjax import checkpoint, engine, optim
+from bpjax.checks import check_data, positive_int
 from bpjax.grid import Grid
 from bpjax.progress import Progress
 from bpjax.result import Result, load
@@ -215,14 +216,14 @@ def _plan(loss_fn, init, optimizer, grid, steps, record_every, seed, data, batch
         grid = Grid(**grid)
     if not isinstance(grid, Grid):
         raise TypeError(f"grid must be a bpjax.Grid or a dict of axes, got {type(grid).__name__}")
-    steps = _positive_int("steps", steps)
-    record_every = _positive_int("record_every", record_every)
+    steps = positive_int("steps", steps)
+    record_every = positive_int("record_every", record_every)
     if steps % record_every:
         raise ValueError(
             f"record_every={record_every} does not divide steps={steps}; records are at "
             f"steps 0, k, 2k, ..., steps, so choose a divisor of {steps}"
         )
-    segments = _positive_int("segments", segments)
+    segments = positive_int("segments", segments)
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be callable, got {loss_fn!r}")
     if not callable(init):
@@ -231,7 +232,7 @@ def _plan(loss_fn, init, optimizer, grid, steps, record_every, seed, data, batch
         raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
     opts, multi = optim.resolve(optimizer)
     _check_hyperparams(opts, grid)
-    data, batch_size = _check_data(data, batch_size)
+    data, batch_size = check_data(data, batch_size)
     takes_config = _takes_config(loss_fn)
     axes = tuple((n, str(v.dtype)) for n, v in grid.axes.items())
     specs = [_Spec(loss_fn, takes_config, init, o, axes, record_every, batch_size,
@@ -257,7 +258,7 @@ def _plan(loss_fn, init, optimizer, grid, steps, record_every, seed, data, batch
             raise ValueError(f"max_memory must be positive bytes, got {max_memory}")
         chunk = max(1, min(grid.size, budget // per_config))
     else:
-        chunk = min(_positive_int("chunk_size", chunk_size), grid.size)
+        chunk = min(positive_int("chunk_size", chunk_size), grid.size)
     chunk = max(n_dev, chunk // n_dev * n_dev)
     n_chunks = math.ceil(grid.size / chunk)
     chunk = math.ceil(grid.size / n_chunks / n_dev) * n_dev  # balance the chunks
@@ -487,12 +488,6 @@ def _result(plan: _Plan, loss, diverged_at, final, params, elapsed) -> Result:
 # -- checks -------------------------------------------------------------------
 
 
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def _check_hyperparams(opts: list[optim.Optimizer], grid: Grid) -> None:
     for name in grid.dims:
         if name in optim.HYPERPARAMS and not any(name in o.takes for o in opts):
@@ -511,29 +506,6 @@ def _check_hyperparams(opts: list[optim.Optimizer], grid: Grid) -> None:
         for name in o.takes:
             if name in grid.axes:
                 optim.check_range(o, name, grid.axes[name])
-
-
-def _check_data(data, batch_size):
-    if data is None:
-        if batch_size is not None:
-            raise ValueError("batch_size needs data=(x, y): mini-batches are drawn from data")
-        return None, None
-    leaves = jax.tree.leaves(data)
-    if not leaves:
-        raise ValueError("data holds no arrays")
-    leaves = [np.asarray(x) for x in leaves]
-    if any(x.ndim == 0 for x in leaves):
-        raise ValueError("every array in data needs a leading example axis")
-    counts = {x.shape[0] for x in leaves}
-    if len(counts) != 1:
-        raise ValueError(f"arrays in data disagree on the number of examples: {sorted(counts)}")
-    n = counts.pop()
-    data = jax.tree.map(jnp.asarray, data)
-    if batch_size is not None:
-        batch_size = _positive_int("batch_size", batch_size)
-        if batch_size > n:
-            raise ValueError(f"batch_size={batch_size} exceeds the {n} examples in data")
-    return data, batch_size
 
 
 def _takes_config(loss_fn) -> bool:

@@ -10,6 +10,7 @@ import numpy as np
 import optax
 
 from bpjax import engine
+from bpjax.checks import check_data, positive_int
 
 
 class Run(NamedTuple):
@@ -45,18 +46,16 @@ def train(
       >>> run.loss.tolist(), float(run.final_params["x"])
       ([9.0, 0.5625, 0.03515625], 2.8125)
     """
-    from bpjax.sweep import _check_data, _positive_int  # shared argument checks
-
     if not isinstance(optimizer, optax.GradientTransformation):
         raise TypeError(
             "optimizer must be an optax.GradientTransformation, e.g. bpjax.optim.sgd(0.1) "
             f"or optax.adam(1e-3); got {optimizer!r}"
         )
-    steps = _positive_int("steps", steps)
-    record_every = _positive_int("record_every", record_every)
+    steps = positive_int("steps", steps)
+    record_every = positive_int("record_every", record_every)
     if steps % record_every:
         raise ValueError(f"record_every={record_every} must divide steps={steps}")
-    data, batch_size = _check_data(data, batch_size)
+    data, batch_size = check_data(data, batch_size)
     params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
     if data is None:
         def loss(p, batch):
