@@ -30,14 +30,15 @@ PROGRESS = "progress.npz"
 RESULT = "result.npz"
 
 
-def describe_function(fn, depth: int = 0) -> str:
-    """A best-effort digest of a function: its code, constants and closed-over values.
+def digest(obj, depth: int = 0) -> str:
+    """A best-effort digest of a value: arrays by dtype, shape and bytes; functions by
+    their code, constants and closed-over values.
 
     Two functions with the same digest compute the same thing unless they read
     mutable global state; closures (e.g. the net inside a loss) are followed.
     """
     h = hashlib.sha256()
-    _feed(h, fn, depth, set())
+    _feed(h, obj, depth, set())
     return h.hexdigest()[:16]
 
 

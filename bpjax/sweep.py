@@ -7,7 +7,6 @@ written). Compiled functions are cached on (loss, init, optimizer, static
 settings), so a new grid of the same shape does not recompile.
 """
 
-import hashlib
 import inspect
 import math
 import sys
@@ -423,25 +422,18 @@ def _relayout(plan: _Plan, layout: dict) -> _Plan:
 def _describe(plan: _Plan) -> dict:
     """What defines a sweep's result; its hash is the fingerprint checked on resume."""
     spec = plan.specs[0]
-    data = None
-    if plan.data is not None:
-        h = hashlib.sha256()
-        for leaf in jax.tree.leaves(plan.data):
-            a = np.asarray(leaf)
-            h.update(f"{a.dtype}{a.shape}".encode() + a.tobytes())
-        data = h.hexdigest()[:16]
     return {
         "grid": {k: v.tolist() for k, v in plan.grid.axes.items()},
         "optimizers": {s.opt.name: s.opt.source if isinstance(s.opt.source, str)
-                       else checkpoint.describe_function(s.opt.source) for s in plan.specs},
-        "loss_fn": checkpoint.describe_function(spec.loss_fn),
-        "init": checkpoint.describe_function(spec.init),
+                       else checkpoint.digest(s.opt.source) for s in plan.specs},
+        "loss_fn": checkpoint.digest(spec.loss_fn),
+        "init": checkpoint.digest(spec.init),
         "steps": plan.steps,
         "record_every": plan.record_every,
         "seed": plan.seed,
         "batch_size": spec.batch_size,
         "record_params": spec.record_params,
-        "data": data,
+        "data": None if plan.data is None else checkpoint.digest(jax.tree.leaves(plan.data)),
     }
 
 

@@ -76,6 +76,10 @@ def test_a_different_sweep_in_the_same_folder_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"grid: stored .*0.1.*now .*0.2"):
         bpjax.sweep(resume_case.LOSS, resume_case.init, "sgd", {"lr": [0.2], "scale": [1.0]},
                     20, data=bpjax.problems.xor(), out=out)
+    x, y = bpjax.problems.xor()
+    with pytest.raises(ValueError, match="data: stored"):
+        bpjax.sweep(resume_case.LOSS, resume_case.init, "sgd", {"lr": [0.1], "scale": [1.0]},
+                    20, data=(x, 1 - y), out=out)
     with pytest.raises(ValueError, match="loss_fn: stored"):
         bpjax.sweep(lambda p, b: resume_case.LOSS(p, b) * 2, resume_case.init, "sgd",
                     {"lr": [0.1], "scale": [1.0]}, 20, data=bpjax.problems.xor(), out=out)
