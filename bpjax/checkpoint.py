@@ -23,7 +23,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from bpjax.result import atomic_savez
+from bpjax.result import atomic_savez, atomic_write_text
 
 SWEEP_JSON = "sweep.json"
 PROGRESS = "progress.npz"
@@ -136,13 +136,9 @@ class Store:
         return stored["layout"]
 
     def _write_json(self, layout: dict) -> None:
-        tmp = self.path(SWEEP_JSON + ".tmp")
-        with open(tmp, "w") as f:
-            json.dump({"fingerprint": self.fingerprint, "layout": layout,
-                       "description": self.description}, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path(SWEEP_JSON))
+        atomic_write_text(self.path(SWEEP_JSON), json.dumps(
+            {"fingerprint": self.fingerprint, "layout": layout, "description": self.description},
+            indent=1))
 
     # -- finished chunks --------------------------------------------------------
     def chunk_name(self, o: int, c: int) -> str:

@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from bpjax.result import atomic_write_text
+
 
 def to_json(value):
     """NumPy scalars and arrays become plain JSON numbers and lists."""
@@ -26,11 +28,7 @@ def to_json(value):
 
 def save_summary(out: str, numbers: dict) -> dict:
     numbers = to_json(numbers)
-    path = os.path.join(out, "summary.json")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(numbers, f, indent=2)
-    os.replace(tmp, path)
+    atomic_write_text(os.path.join(out, "summary.json"), json.dumps(numbers, indent=2))
     return numbers
 
 

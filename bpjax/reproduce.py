@@ -15,6 +15,8 @@ import time
 import traceback
 from pathlib import Path
 
+from bpjax.result import atomic_write_text
+
 REGISTRY = [
     "paradox", "sontag_minima", "log_rule", "diverging_weights", "log_speedup",  # 000, 001
     "quartic", "relu_init_map", "relu_scaling", "edge_of_stability",  # seed 004
@@ -76,7 +78,7 @@ def reproduce(names=None, quick: bool = False, out="report", force: bool = False
                              traceback=traceback.format_exc())
             entry["seconds"] = time.perf_counter() - t0
             if entry["status"] == "ran":
-                (folder / HASH_FILE).write_text(json.dumps(
+                atomic_write_text(folder / HASH_FILE, json.dumps(
                     {"hash": digest, "seconds": entry["seconds"]}))
             elif (folder / HASH_FILE).exists():
                 (folder / HASH_FILE).unlink()
@@ -88,7 +90,7 @@ def reproduce(names=None, quick: bool = False, out="report", force: bool = False
                      f"{time.perf_counter() - t_all:.0f}s: {name} {entry['status']} "
                      f"in {entry['seconds']:.1f}s\n")
         stream.flush()
-    (out / "index.html").write_text(render(entries, machine()))
+    atomic_write_text(out / "index.html", render(entries, machine()))
     return entries
 
 

@@ -149,13 +149,15 @@ def load(path) -> Result:
     )
 
 
-def atomic_savez(path, arrays: dict[str, np.ndarray]) -> None:
+def atomic_write(path, write, suffix: str = "") -> None:
+    """``write(binary_file)`` into a temporary file beside ``path``, fsync, rename: a
+    kill or a full disk leaves either the old file or the new one, never half of one."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -168,6 +170,14 @@ def atomic_savez(path, arrays: dict[str, np.ndarray]) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def atomic_savez(path, arrays: dict[str, np.ndarray]) -> None:
+    atomic_write(path, lambda f: np.savez(f, **arrays), ".npz")
+
+
+def atomic_write_text(path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def _digest(a: np.ndarray) -> str:
