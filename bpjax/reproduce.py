@@ -18,7 +18,8 @@ from pathlib import Path
 from bpjax.result import atomic_write_text
 
 REGISTRY = [
-    "paradox", "sontag_minima", "log_rule", "diverging_weights", "log_speedup",  # 000, 001
+    "paradox", "sontag_minima", "minima_census", "log_rule", "diverging_weights",  # 000, 001
+    "log_speedup",
     "quartic", "relu_init_map", "relu_scaling", "edge_of_stability",  # seed 004
 ]
 HASH_FILE = ".bpjax-hash"
