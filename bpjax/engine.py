@@ -11,6 +11,10 @@ step applies the carried gradient, then evaluates ``value_and_grad`` at the
 new params. That costs one evaluation per step plus one at the start, and the
 recorded loss at a record step comes for free in full-batch mode.
 
+Early stopping: given a ``validation`` loss (params -> scalar), the carry also
+holds ``Best(loss, step, params)``, the record step with the lowest validation
+loss so far and the params there, updated at every record.
+
 Divergence guard: a step whose new params, loss or gradient is not finite is
 not taken. The run stays frozen at its last finite state (so it never poisons
 a reduction over the grid) and ``diverged_at`` holds the first step that
@@ -28,12 +32,19 @@ Params = Any
 Loss = Callable[[Params, Any], jax.Array]  # loss(params, batch) -> scalar; batch may be None
 
 
+class Best(NamedTuple):
+    loss: jax.Array  # lowest validation loss seen at a record step
+    step: jax.Array  # int32, the record step where it was seen (the first, on ties)
+    params: Params  # the params at that step
+
+
 class Carry(NamedTuple):
     params: Params
     opt_state: Any
     loss: jax.Array  # loss of params on the batch of the current step (always finite)
     grad: Params
     diverged_at: jax.Array  # int32, -1 while the run is alive
+    best: Best | None = None  # with a validation loss only
 
 
 class Batching(NamedTuple):
@@ -61,10 +72,12 @@ def all_finite(tree) -> jax.Array:
 
 
 def init_carry(
-    params: Params, tx: optax.GradientTransformation, loss: Loss, batching: Batching, key
+    params: Params, tx: optax.GradientTransformation, loss: Loss, batching: Batching, key,
+    validation: Callable[[Params], jax.Array] | None = None,
 ) -> Carry:
     value, grad = jax.value_and_grad(loss)(params, batching.batch(key, jnp.int32(0)))
-    return Carry(params, tx.init(params), value, grad, jnp.int32(-1))
+    best = None if validation is None else Best(validation(params), jnp.int32(0), params)
+    return Carry(params, tx.init(params), value, grad, jnp.int32(-1), best)
 
 
 def step(carry: Carry, t, tx: optax.GradientTransformation, loss: Loss, batching: Batching, key):
@@ -74,7 +87,7 @@ def step(carry: Carry, t, tx: optax.GradientTransformation, loss: Loss, batching
     value, grad = jax.value_and_grad(loss)(params, batching.batch(key, t + 1))
     alive = carry.diverged_at < 0
     ok = alive & all_finite((params, value, grad))
-    new = Carry(params, opt_state, value, grad, carry.diverged_at)
+    new = Carry(params, opt_state, value, grad, carry.diverged_at, carry.best)
     carry = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, carry)
     return carry._replace(diverged_at=jnp.where(alive & ~ok, t + 1, carry.diverged_at))
 
@@ -87,6 +100,15 @@ def record(carry: Carry, loss: Loss, batching: Batching, record_params: bool):
     return value, (carry.params if record_params else None)
 
 
+def track_best(carry: Carry, validation, t) -> tuple[Carry, jax.Array]:
+    """Evaluates the validation loss at step ``t``; keeps params there if it is the best."""
+    value = validation(carry.params)
+    better = value < carry.best.loss  # NaN or inf never counts as better
+    best = jax.tree.map(lambda a, b: jnp.where(better, a, b),
+                        Best(value, jnp.asarray(t, jnp.int32), carry.params), carry.best)
+    return carry._replace(best=best), value
+
+
 def run_segment(
     carry: Carry,
     start_step,
@@ -97,11 +119,13 @@ def run_segment(
     batching: Batching = Batching(),  # noqa: B008 - an immutable NamedTuple
     key=None,
     record_params: bool = True,
+    validation: Callable[[Params], jax.Array] | None = None,
 ):
     """Runs ``n_records * record_every`` steps from ``start_step``.
 
     Returns the new carry and the records at steps ``start_step + record_every``,
-    ..., ``start_step + n_records * record_every``: ``(loss_R, params_R or None)``.
+    ..., ``start_step + n_records * record_every``: ``(loss_R, params_R or None,
+    validation_loss_R or None)``.
     """
 
     def block(carry, b):
@@ -111,6 +135,9 @@ def run_segment(
             return step(c, first + i, tx, loss, batching, key), None
 
         carry, _ = jax.lax.scan(one, carry, jnp.arange(record_every, dtype=jnp.int32))
-        return carry, record(carry, loss, batching, record_params)
+        value = None
+        if validation is not None:
+            carry, value = track_best(carry, validation, first + record_every)
+        return carry, record(carry, loss, batching, record_params) + (value,)
 
     return jax.lax.scan(block, carry, jnp.arange(n_records, dtype=jnp.int32))

@@ -26,6 +26,8 @@ class Result:
 
     ``loss`` and ``params`` leaves have a trailing ``step`` axis (the recorded steps,
     ``coords["step"]``); ``final_loss``, ``diverged_at`` and ``final_params`` do not.
+    With validation data (early stopping), ``val_loss`` has the step axis too, and
+    ``best_val_loss``, ``best_step`` and ``best_params`` hold each run's best record.
     """
 
     dims: tuple[str, ...]
@@ -36,6 +38,10 @@ class Result:
     final_params: Any
     params: Any = None
     meta: dict = field(default_factory=dict)
+    val_loss: np.ndarray | None = None
+    best_val_loss: np.ndarray | None = None
+    best_step: np.ndarray | None = None
+    best_params: Any = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -82,6 +88,10 @@ class Result:
             diverged_at=self.diverged_at[idx],
             final_params=take(self.final_params),
             params=take(self.params),
+            val_loss=take(self.val_loss),
+            best_val_loss=take(self.best_val_loss),
+            best_step=take(self.best_step),
+            best_params=take(self.best_params),
         )
 
     def save(self, path) -> None:
@@ -91,10 +101,15 @@ class Result:
             "final_loss": self.final_loss,
             "diverged_at": self.diverged_at,
         }
+        for name in ("val_loss", "best_val_loss", "best_step"):
+            if getattr(self, name) is not None:
+                arrays[name] = getattr(self, name)
         for name, value in self.coords.items():
             arrays[f"coords/{name}"] = np.asarray(value)
         final_spec = _flatten(self.final_params, "final_params", arrays)
         params_spec = None if self.params is None else _flatten(self.params, "params", arrays)
+        best_spec = (None if self.best_params is None
+                     else _flatten(self.best_params, "best_params", arrays))
         meta = dict(self.meta)
         meta.update(
             format=FORMAT,
@@ -102,6 +117,7 @@ class Result:
             dims=list(self.dims),
             final_params_tree=final_spec,
             params_tree=params_spec,
+            best_params_tree=best_spec,
             sha256={k: _digest(v) for k, v in arrays.items()},
         )
         arrays["meta.json"] = np.array(json.dumps(meta))
@@ -137,6 +153,7 @@ def load(path) -> Result:
     dims = tuple(meta.pop("dims"))
     coords = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("coords/")}
     params_spec = meta.pop("params_tree")
+    best_spec = meta.pop("best_params_tree", None)
     return Result(
         dims=dims,
         coords=coords,
@@ -146,6 +163,10 @@ def load(path) -> Result:
         final_params=_unflatten(meta.pop("final_params_tree"), arrays),
         params=None if params_spec is None else _unflatten(params_spec, arrays),
         meta=meta,
+        val_loss=arrays.get("val_loss"),
+        best_val_loss=arrays.get("best_val_loss"),
+        best_step=arrays.get("best_step"),
+        best_params=None if best_spec is None else _unflatten(best_spec, arrays),
     )
 
 

@@ -40,16 +40,18 @@ class _Spec(NamedTuple):
     batch_size: int | None
     has_data: bool
     record_params: bool
+    has_val: bool = False
 
     @property
     def key(self):
         return (self.loss_fn, self.loss_takes_config, self.init, self.opt.source, self.axes,
-                self.record_every, self.batch_size, self.has_data, self.record_params)
+                self.record_every, self.batch_size, self.has_data, self.record_params,
+                self.has_val)
 
 
 class _Compiled(NamedTuple):
-    init: Callable  # (configs, base_seed, data) -> Carry, batched over configs
-    segment: Callable  # (carry, configs, base_seed, data, start, n_records) -> carry, records
+    init: Callable  # (configs, base_seed, (data, val_data)) -> Carry, batched over configs
+    segment: Callable  # (carry, configs, base_seed, (data, val_data), start, n_records)
 
 
 _CACHE: dict = {}
@@ -93,11 +95,17 @@ def _bind(spec: _Spec, config: Mapping, base_seed):
     return init_key, data_key, tx, loss, engine.Batching(None, spec.batch_size)
 
 
-def _init_one(spec: _Spec, config, base_seed, data) -> engine.Carry:
+def _validation(spec: _Spec, loss, val_data):
+    return (lambda params: loss(params, val_data)) if spec.has_val else None
+
+
+def _init_one(spec: _Spec, config, base_seed, datas) -> engine.Carry:
     """One configuration's starting carry (params, optimizer state, loss, gradient)."""
+    data, val_data = datas
     init_key, data_key, tx, loss, batching = _bind(spec, config, base_seed)
     params = spec.init(config, init_key)
-    return engine.init_carry(params, tx, loss, batching._replace(data=data), data_key)
+    return engine.init_carry(params, tx, loss, batching._replace(data=data), data_key,
+                             _validation(spec, loss, val_data))
 
 
 def _compiled(spec: _Spec) -> _Compiled:
@@ -105,13 +113,15 @@ def _compiled(spec: _Spec) -> _Compiled:
     if hit is not None:
         return hit
 
-    def init_one(config, base_seed, data):
-        return _init_one(spec, config, base_seed, data)
+    def init_one(config, base_seed, datas):
+        return _init_one(spec, config, base_seed, datas)
 
-    def segment_one(carry, config, base_seed, data, start, n_records):
+    def segment_one(carry, config, base_seed, datas, start, n_records):
+        data, val_data = datas
         _, data_key, tx, loss, batching = _bind(spec, config, base_seed)
         return engine.run_segment(carry, start, n_records, spec.record_every, tx, loss,
-                                  batching._replace(data=data), data_key, spec.record_params)
+                                  batching._replace(data=data), data_key, spec.record_params,
+                                  _validation(spec, loss, val_data))
 
     compiled = _Compiled(
         init=jax.jit(jax.vmap(init_one, in_axes=(0, None, None))),
@@ -138,6 +148,7 @@ def sweep(
     seed: int = 0,
     data=None,
     batch_size: int | None = None,
+    val_data=None,
     record_params: bool = True,
     max_memory: int | None = None,
     chunk_size: int | None = None,
@@ -169,6 +180,10 @@ def sweep(
       data: a pytree of arrays with a leading example axis, passed to ``loss_fn``.
       batch_size: mini-batch size; each configuration shuffles with its own key
         every epoch. Default: full batch.
+      val_data: held-out data like ``data``. At every record step each
+        configuration evaluates ``loss_fn(params, val_data)`` and keeps the best
+        (lowest) value, its step and the params there: early stopping, returned
+        as ``val_loss``, ``best_val_loss``, ``best_step`` and ``best_params``.
       record_params: record params at each record step (else only final params).
       max_memory: device bytes a chunk may use (default: half the device memory,
         or 2 GiB on CPU). ``chunk_size`` overrides the estimate.
@@ -188,7 +203,7 @@ def sweep(
       [[False, False], [False, True]]
     """
     plan = _plan(loss_fn, init, optimizer, grid, steps, record_every, seed, data, batch_size,
-                 record_params, max_memory, chunk_size, segments, shard)
+                 record_params, max_memory, chunk_size, segments, shard, val_data)
     return _execute(plan, progress, out, checkpoint_seconds)
 
 
@@ -201,6 +216,7 @@ class _Plan(NamedTuple):
     record_every: int
     seed: int
     data: Any
+    val_data: Any
     chunk: int
     n_chunks: int
     seg_records: int
@@ -209,7 +225,7 @@ class _Plan(NamedTuple):
 
 
 def _plan(loss_fn, init, optimizer, grid, steps, record_every, seed, data, batch_size,
-          record_params, max_memory, chunk_size, segments, shard) -> _Plan:
+          record_params, max_memory, chunk_size, segments, shard, val_data=None) -> _Plan:
     """Checks every argument and sizes the work; nothing here compiles."""
     if isinstance(grid, Mapping):
         grid = Grid(**grid)
@@ -232,22 +248,30 @@ def _plan(loss_fn, init, optimizer, grid, steps, record_every, seed, data, batch
     opts, multi = optim.resolve(optimizer)
     _check_hyperparams(opts, grid)
     data, batch_size = check_data(data, batch_size)
+    if val_data is not None:
+        if data is None:
+            raise ValueError("val_data needs data: the validation loss is "
+                             "loss_fn(params, val_data), so loss_fn must take a batch")
+        val_data, _ = check_data(val_data, None)
+        if jax.tree.structure(val_data) != jax.tree.structure(data):
+            raise ValueError(f"val_data must be structured like data "
+                             f"({jax.tree.structure(data)}), got {jax.tree.structure(val_data)}")
     takes_config = _takes_config(loss_fn)
     axes = tuple((n, str(v.dtype)) for n, v in grid.axes.items())
     specs = [_Spec(loss_fn, takes_config, init, o, axes, record_every, batch_size,
-                   data is not None, bool(record_params)) for o in opts]
+                   data is not None, bool(record_params), val_data is not None) for o in opts]
 
     flat = grid.flat()
-    carry_shape, params_shape = _check_shapes(specs[0], flat, seed, data)
+    carry_shape, params_shape = _check_shapes(specs[0], flat, seed, (data, val_data))
     for spec in specs[1:]:
-        _check_shapes(spec, flat, seed, data)
+        _check_shapes(spec, flat, seed, (data, val_data))
 
     n_rec = steps // record_every
     seg_records = _segment_records(n_rec, segments)
     devices = jax.local_devices()
     n_dev = len(devices) if shard else 1
     per_config = _bytes(carry_shape) * 4 + seg_records * (
-        4 + (_bytes(params_shape) if record_params else 0)) * 2
+        8 + (_bytes(params_shape) if record_params else 0)) * 2
     if data is not None:
         per_config += 2 * _bytes(data) // max(1, jax.tree.leaves(data)[0].shape[0]) * (
             batch_size or jax.tree.leaves(data)[0].shape[0])
@@ -266,8 +290,8 @@ def _plan(loss_fn, init, optimizer, grid, steps, record_every, seed, data, batch
         mesh = Mesh(np.array(devices), ("config",))
         sharding = NamedSharding(mesh, PartitionSpec("config"))
         replicated = NamedSharding(mesh, PartitionSpec())
-    return _Plan(specs, multi, grid, flat, steps, record_every, int(seed), data, chunk, n_chunks,
-                 seg_records, sharding, replicated)
+    return _Plan(specs, multi, grid, flat, steps, record_every, int(seed), data, val_data, chunk,
+                 n_chunks, seg_records, sharding, replicated)
 
 
 def _execute(plan: _Plan, progress: bool | None, out=None, checkpoint_seconds=30.0) -> Result:
@@ -284,15 +308,15 @@ def _execute(plan: _Plan, progress: bool | None, out=None, checkpoint_seconds=30
     n, chunk = plan.grid.size, plan.chunk
     n_rec = plan.steps // plan.record_every
     n_opt = len(plan.specs)
-    data = plan.data
-    if data is not None and plan.replicated is not None:
+    data = (plan.data, plan.val_data)
+    if plan.data is not None and plan.replicated is not None:
         data = jax.device_put(data, plan.replicated)
     base_seed = np.uint32(plan.seed)
     resume = store.load_progress() if store else None
 
     loss = None
     diverged_at = np.empty((n_opt, n), np.int32)
-    params = final = None
+    params = final = best = None
     bar = Progress(n_opt * n * plan.steps, "sweep", progress)
     t0 = time.perf_counter()
     for o, spec in enumerate(plan.specs):
@@ -307,7 +331,10 @@ def _execute(plan: _Plan, progress: bool | None, out=None, checkpoint_seconds=30
                 final = _alloc(shapes.params, (n_opt, n))
                 if spec.record_params:
                     params = _alloc(shapes.params, (n_opt, n, n_rec + 1))
-            rows = _Rows(loss, diverged_at, final, params, o, lo, hi)
+                if shapes.best is not None:
+                    best = _Best(np.empty((n_opt, n, n_rec + 1), shapes.loss.dtype),
+                                 _alloc(shapes.best, (n_opt, n)))
+            rows = _Rows(loss, diverged_at, final, params, o, lo, hi, best)
             saved = store.load_chunk(o, c) if store else None
             if saved is not None:
                 rows.put_chunk(saved)
@@ -326,7 +353,8 @@ def _execute(plan: _Plan, progress: bool | None, out=None, checkpoint_seconds=30
                 if o == 0:
                     _check_initial(carry, plan, lo, hi)
                 rows.keep((carry.loss[:, None], jax.tree.map(lambda x: x[:, None], carry.params)
-                           if params is not None else None), 0, 1)
+                           if params is not None else None,
+                           carry.best.loss[:, None] if best else None), 0, 1)
             last_save = time.perf_counter()
             pending = None
             while done < n_rec:
@@ -350,7 +378,7 @@ def _execute(plan: _Plan, progress: bool | None, out=None, checkpoint_seconds=30
             if store:
                 store.save_chunk(o, c, rows.chunk())
     bar.close()
-    result = _result(plan, loss, diverged_at, final, params, time.perf_counter() - t0)
+    result = _result(plan, loss, diverged_at, final, params, time.perf_counter() - t0, best)
     result.meta["fingerprint"] = (store.fingerprint if store
                                   else checkpoint.fingerprint(_describe(plan)))
     if store:
@@ -358,50 +386,69 @@ def _execute(plan: _Plan, progress: bool | None, out=None, checkpoint_seconds=30
     return result
 
 
+class _Best(NamedTuple):
+    """Host arrays of early stopping: validation loss per record, and engine.Best."""
+
+    val_loss: np.ndarray  # (optimizers, configs, records)
+    best: engine.Best  # leaves (optimizers, configs, ...)
+
+
 class _Rows:
     """The host arrays' rows of one chunk, [o, lo:hi]; reads and writes them."""
 
-    def __init__(self, loss, diverged_at, final, params, o, lo, hi):
+    def __init__(self, loss, diverged_at, final, params, o, lo, hi, best=None):
         self.loss, self.diverged_at, self.final, self.params = loss, diverged_at, final, params
+        self.best = best
         self.o, self.lo, self.hi = o, lo, hi
         self.rows = (o, slice(lo, hi))
 
     def keep(self, records, first: int, k: int) -> None:
-        rec_loss, rec_params = records
+        rec_loss, rec_params, rec_val = records
         m = self.hi - self.lo
         self.loss[self.o, self.lo:self.hi, first:first + k] = np.asarray(rec_loss)[:m]
         if self.params is not None:
             _store(self.params, rec_params, self.rows + (slice(first, first + k),), m)
+        if self.best is not None:
+            self.best.val_loss[self.o, self.lo:self.hi, first:first + k] = np.asarray(rec_val)[:m]
 
     def put_final(self, carry) -> None:
         _store(self.final, carry.params, self.rows, self.hi - self.lo)
         self.diverged_at[self.rows] = np.asarray(carry.diverged_at)[: self.hi - self.lo]
+        if self.best is not None:
+            _store(self.best.best, carry.best, self.rows, self.hi - self.lo)
+
+    def _histories(self):
+        yield "loss", self.loss
+        if self.params is not None:
+            for i, leaf in enumerate(jax.tree.leaves(self.params)):
+                yield f"params/{i}", leaf
+        if self.best is not None:
+            yield "val_loss", self.best.val_loss
+
+    def _finals(self):
+        yield "diverged_at", self.diverged_at
+        for i, leaf in enumerate(jax.tree.leaves(self.final)):
+            yield f"final/{i}", leaf
+        if self.best is not None:
+            for i, leaf in enumerate(jax.tree.leaves(self.best.best)):
+                yield f"best/{i}", leaf
 
     def records(self, done: int) -> dict[str, np.ndarray]:
-        out = {"loss": self.loss[self.rows][:, : done + 1]}
-        if self.params is not None:
-            for i, leaf in enumerate(jax.tree.leaves(self.params)):
-                out[f"params/{i}"] = leaf[self.rows][:, : done + 1]
-        return out
+        return {name: a[self.rows][:, : done + 1] for name, a in self._histories()}
 
     def put_records(self, saved: dict, done: int) -> None:
-        self.loss[self.rows][:, : done + 1] = saved["loss"]
-        if self.params is not None:
-            for i, leaf in enumerate(jax.tree.leaves(self.params)):
-                leaf[self.rows][:, : done + 1] = saved[f"params/{i}"]
+        for name, a in self._histories():
+            a[self.rows][:, : done + 1] = saved[name]
 
     def chunk(self) -> dict[str, np.ndarray]:
         out = self.records(self.loss.shape[-1] - 1)
-        out["diverged_at"] = self.diverged_at[self.rows]
-        for i, leaf in enumerate(jax.tree.leaves(self.final)):
-            out[f"final/{i}"] = leaf[self.rows]
+        out.update((name, a[self.rows]) for name, a in self._finals())
         return out
 
     def put_chunk(self, saved: dict) -> None:
         self.put_records(saved, self.loss.shape[-1] - 1)
-        self.diverged_at[self.rows] = saved["diverged_at"]
-        for i, leaf in enumerate(jax.tree.leaves(self.final)):
-            leaf[self.rows] = saved[f"final/{i}"]
+        for name, a in self._finals():
+            a[self.rows] = saved[name]
 
 
 def _say(message: str) -> None:
@@ -434,10 +481,11 @@ def _describe(plan: _Plan) -> dict:
         "batch_size": spec.batch_size,
         "record_params": spec.record_params,
         "data": None if plan.data is None else checkpoint.digest(jax.tree.leaves(plan.data)),
-    }
+    } | ({} if plan.val_data is None else
+         {"val_data": checkpoint.digest(jax.tree.leaves(plan.val_data))})
 
 
-def _result(plan: _Plan, loss, diverged_at, final, params, elapsed) -> Result:
+def _result(plan: _Plan, loss, diverged_at, final, params, elapsed, best=None) -> Result:
     grid = plan.grid
     lead = (len(plan.specs),) if plan.multi else ()
     shape = lead + grid.shape
@@ -474,6 +522,9 @@ def _result(plan: _Plan, loss, diverged_at, final, params, elapsed) -> Result:
         final_params=jax.tree.map(shaped, final),
         params=None if params is None else jax.tree.map(shaped, params),
         meta=meta,
+        **({} if best is None else dict(
+            val_loss=shaped(best.val_loss), best_val_loss=shaped(best.best.loss),
+            best_step=shaped(best.best.step), best_params=jax.tree.map(shaped, best.best.params))),
     )
 
 
@@ -511,10 +562,10 @@ def _check_shapes(spec: _Spec, flat, seed, data):
     """Traces one configuration abstractly (no compile): catches shape errors early."""
     config = {k: jax.ShapeDtypeStruct((), v.dtype) for k, v in flat.items()}
 
-    def one(config, base_seed, data):
+    def one(config, base_seed, datas):
         init_key, data_key, tx, loss, batching = _bind(spec, config, base_seed)
         params = spec.init(config, init_key)
-        value = loss(params, batching._replace(data=data).batch(data_key, jnp.int32(0)))
+        value = loss(params, batching._replace(data=datas[0]).batch(data_key, jnp.int32(0)))
         return params, value
 
     try:

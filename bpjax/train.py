@@ -86,7 +86,7 @@ def _run(loss, tx, n_records, record_every, batch_size, params, data, key):
     batching = engine.Batching(data, batch_size)
     carry = engine.init_carry(params, tx, loss, batching, key)
     first = engine.record(carry, loss, batching, True)
-    carry, (rec_loss, rec_params) = engine.run_segment(
+    carry, (rec_loss, rec_params, _) = engine.run_segment(
         carry, jnp.int32(0), n_records, record_every, tx, loss, batching, key)
     rec_loss = jnp.concatenate([first[0][None], rec_loss])
     rec_params = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first[1], rec_params)

@@ -1,0 +1,80 @@
+"""Early stopping inside the compiled sweep: the best validation record, its step and
+exactly the params recorded there; checked against the recorded trajectory and a
+NumPy evaluation of the validation loss."""
+
+import jax
+import numpy as np
+import pytest
+
+import bpjax
+from bpjax import losses, nets
+
+
+def overfitting_problem():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 3)).astype(np.float32)
+    y = (np.sin(2 * x[:, :1]) + 0.5 * rng.normal(size=(40, 1))).astype(np.float32)
+    return (x[:10], y[:10]), (x[10:], y[10:])  # 10 noisy points to fit, 30 held out
+
+
+def numpy_val_loss(p, x, y):
+    (l1, l2) = p["layers"]
+    out = np.tanh(x @ l1["w"] + l1["b"]) @ l2["w"] + l2["b"]
+    return np.mean(np.sum((out - y) ** 2, axis=1))
+
+
+def test_best_params_are_exactly_the_recorded_params_at_the_best_step(tmp_path):
+    train, val = overfitting_problem()
+    net = nets.mlp([3, 32, 1], activation="tanh")
+    loss = losses.supervised(net.apply, "mse")
+    res = bpjax.sweep(loss, lambda c, k: net.init(k), "sgd",
+                      bpjax.Grid(lr=[0.03, 0.1, 0.3], seed=np.arange(4)), 2000,
+                      record_every=50, data=train, val_data=val)
+    assert res.val_loss.shape == res.loss.shape and res.best_step.shape == (3, 4)
+    k = np.argmin(res.val_loss, axis=-1)  # first minimum, as the sweep keeps the first
+    np.testing.assert_array_equal(res.best_step, res.steps[k])
+    np.testing.assert_array_equal(res.best_val_loss, np.take_along_axis(
+        res.val_loss, k[..., None], -1)[..., 0])
+    for leaf_best, leaf_rec in zip(jax.tree.leaves(res.best_params), jax.tree.leaves(res.params)):
+        index = k.reshape(k.shape + (1,) * (leaf_rec.ndim - 2))  # the step axis is axis 2
+        np.testing.assert_array_equal(leaf_best, np.take_along_axis(leaf_rec, index, 2)[:, :, 0])
+    # The validation loss is the loss on the held-out data, by an independent evaluation.
+    one = res.sel(lr=0.1, seed=2)
+    p = {"layers": [{n: np.asarray(v) for n, v in layer.items()}
+                    for layer in one.best_params["layers"]]}
+    np.testing.assert_allclose(numpy_val_loss(p, *val), one.best_val_loss, rtol=1e-5)
+    # It overfits: for most runs the best validation step is before the end, and the
+    # training loss keeps falling after it.
+    early = res.best_step < res.steps[-1]
+    assert early.mean() > 0.5
+    loss_at_best = np.take_along_axis(res.loss, k[..., None], -1)[..., 0]
+    assert np.all(res.final_loss[early] < loss_at_best[early])
+    # Saved and loaded with the rest.
+    res.save(tmp_path / "r.npz")
+    back = bpjax.load(tmp_path / "r.npz")
+    np.testing.assert_array_equal(back.best_step, res.best_step)
+    np.testing.assert_array_equal(back.best_params["layers"][0]["w"],
+                                  res.best_params["layers"][0]["w"])
+
+
+def test_resumed_early_stopping_is_identical(tmp_path):
+    train, val = overfitting_problem()
+    net = nets.mlp([3, 8, 1], activation="tanh")
+    loss = losses.supervised(net.apply, "mse")
+    kw = dict(record_every=20, data=train, val_data=val, record_params=False)
+    grid = bpjax.Grid(lr=[0.1, 0.3], seed=np.arange(3))
+    full = bpjax.sweep(loss, lambda c, k: net.init(k), "sgd", grid, 400, **kw)
+    chunked = bpjax.sweep(loss, lambda c, k: net.init(k), "sgd", grid, 400, chunk_size=2,
+                          out=tmp_path / "s", **kw)
+    np.testing.assert_array_equal(full.best_step, chunked.best_step)
+    np.testing.assert_array_equal(full.val_loss, chunked.val_loss)
+    again = bpjax.sweep(loss, lambda c, k: net.init(k), "sgd", grid, 400, chunk_size=2,
+                        out=tmp_path / "s", **kw)  # loaded from the finished folder
+    np.testing.assert_array_equal(again.best_params["layers"][1]["w"],
+                                  chunked.best_params["layers"][1]["w"])
+
+
+def test_val_data_without_data_is_refused():
+    with pytest.raises(ValueError, match="val_data needs data"):
+        bpjax.sweep(lambda p: p["x"] ** 2, lambda c, k: {"x": c["x0"]}, "sgd",
+                    bpjax.Grid(lr=[0.1], x0=[1.0]), 10, val_data=(np.ones((3, 1)),))
