@@ -1,0 +1,159 @@
+"""What a gradient costs: reverse mode, the delta rule, forward mode, finite differences (seed 003).
+
+Seed 003 says backpropagation computes all w partial derivatives in O(w), where
+differentiating each weight on its own costs O(w^2). We measure it on tanh MLPs
+[n, n, n, 1] (a batch of 8 examples, squared error) whose parameter count w runs
+from about 10 to about 10^6, in two currencies:
+
+- XLA's own count of floating-point operations of the compiled computation
+  (``jit(f).lower(...).compile().cost_analysis()["flops"]``): deterministic,
+  machine independent, and what the tests check;
+- wall time on this machine (median of repeated runs, compile excluded), for the
+  sizes where it is affordable.
+
+Methods: the forward pass (the loss value alone); reverse mode (``jax.grad``);
+the delta rule written by hand (``bpjax.backprop.gradient``); forward mode
+(``jax.jacfwd``: one Jacobian-vector product per weight); central finite
+differences (two forward passes per weight). Forward mode and finite differences
+are only counted up to w of a few 10^4 (beyond that the vmapped program itself
+holds w copies of the net); their slope is fitted there.
+
+What we measure (default size): FLOPs grow with slope ~1.0 for the forward pass,
+reverse mode and the delta rule, and ~2.0 for forward mode and finite
+differences; a reverse-mode gradient costs 2.5-3x a forward pass at every size
+(the "cheap gradient" bound says at most ~3-5x), the delta rule the same
+within a few percent. The exact slopes and ratios are in summary.json.
+"""
+
+import os
+import time
+
+import matplotlib
+
+matplotlib.use("Agg")
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from jax.flatten_util import ravel_pytree  # noqa: E402
+
+from bpjax import backprop, experiment, losses, nets  # noqa: E402
+
+QUESTION = ("Does a gradient by backpropagation cost O(w), against O(w^2) for finite "
+            "differences, and how many forward passes is it? (seed 003)")
+SIZES = {"default": dict(widths=[2, 4, 8, 16, 32, 64, 128, 256, 400, 700], quadratic_max=24_000,
+                         timed_max=3_000_000, quadratic_timed_max=9_000, repeats=5),
+         "quick": dict(widths=[2, 4, 8, 16, 32, 64], quadratic_max=10_000,
+                       timed_max=20_000, quadratic_timed_max=3_000, repeats=2)}
+BATCH = 8
+METHODS = ("forward", "reverse", "delta_rule", "forward_mode", "finite_differences")
+QUADRATIC = ("forward_mode", "finite_differences")
+
+
+def problem(width: int):
+    net = nets.mlp([width, width, width, 1], activation="tanh")
+    params = net.init(jax.random.key(0))
+    rng = np.random.default_rng(0)
+    batch = (jnp.asarray(rng.normal(size=(BATCH, width)), jnp.float32),
+             jnp.asarray(rng.normal(size=(BATCH, 1)), jnp.float32))
+    flat, unravel = ravel_pytree(params)
+    loss = losses.supervised(net.apply, "mse")
+    f = lambda v: loss(unravel(v), batch)  # noqa: E731
+    eps = 1e-3
+
+    def finite_differences(v):
+        basis = jnp.eye(v.size, dtype=v.dtype) * eps
+        return jax.vmap(lambda e: (f(v + e) - f(v - e)) / (2 * eps))(basis)
+
+    fns = {
+        "forward": f,
+        "reverse": jax.grad(f),
+        "delta_rule": lambda v: ravel_pytree(backprop.gradient(unravel(v), batch, "tanh"))[0],
+        "forward_mode": jax.jacfwd(f),
+        "finite_differences": finite_differences,
+    }
+    return flat, fns
+
+
+def measure(fn, arg, timed: bool, repeats: int):
+    compiled = jax.jit(fn).lower(arg).compile()
+    flops = float(compiled.cost_analysis()["flops"])
+    seconds = None
+    if timed:
+        jax.block_until_ready(compiled(arg))
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            jax.block_until_ready(compiled(arg))
+            times.append(time.perf_counter() - t0)
+        seconds = float(np.median(times))
+    return flops, seconds
+
+
+def run(out: str, quick: bool = False) -> dict:
+    size = SIZES["quick" if quick else "default"]
+    rows = []
+    for width in size["widths"]:
+        flat, fns = problem(width)
+        w = int(flat.size)
+        row = {"width": width, "w": w}
+        for name in METHODS:
+            if name in QUADRATIC and w > size["quadratic_max"]:
+                continue
+            limit = size["quadratic_timed_max"] if name in QUADRATIC else size["timed_max"]
+            row[name] = dict(zip(("flops", "seconds"),
+                                 measure(fns[name], flat, w <= limit, size["repeats"])))
+        rows.append(row)
+    numbers = {"batch": BATCH, "rows": rows, "flops_slope": {}, "seconds_slope": {},
+               "gradient_over_forward_flops": {}}
+    for name in METHODS:
+        pts = [(r["w"], r[name]["flops"], r[name]["seconds"]) for r in rows if name in r]
+        big = [p for p in pts if p[0] >= 100]  # the asymptote, past fixed overheads
+        numbers["flops_slope"][name] = _slope([p[0] for p in big], [p[1] for p in big])
+        timed = [p for p in big if p[2] is not None and p[2] > 1e-4]
+        numbers["seconds_slope"][name] = (_slope([p[0] for p in timed], [p[2] for p in timed])
+                                          if len(timed) >= 3 else None)
+        if name != "forward":
+            ratios = [r[name]["flops"] / r["forward"]["flops"] for r in rows if name in r]
+            numbers["gradient_over_forward_flops"][name] = {"min": min(ratios), "max": max(ratios)}
+    _figure(rows, numbers, os.path.join(out, "gradient_cost.png"))
+    return experiment.save_summary(out, numbers)
+
+
+def _slope(x, y):
+    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
+
+
+def _figure(rows, numbers, path):
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5), constrained_layout=True)
+    for name, marker in zip(METHODS, "os^vD"):
+        pts = [(r["w"], r[name]) for r in rows if name in r]
+        w = [p[0] for p in pts]
+        slope = numbers["flops_slope"][name]
+        axes[0].plot(w, [p[1]["flops"] for p in pts], marker + "-",
+                     label=f"{name} (slope {slope:.2f})")
+        timed = [(x, p["seconds"]) for x, p in pts if p["seconds"] is not None]
+        if timed:
+            ts = numbers["seconds_slope"][name]
+            axes[1].plot(*zip(*timed), marker + "-",
+                         label=f"{name}" + (f" (slope {ts:.2f} where > 0.1 ms)" if ts else ""))
+        if name != "forward":
+            axes[2].plot(w, [r[name]["flops"] / r["forward"]["flops"] for r in rows if name in r],
+                         marker + "-", label=name)
+    axes[0].set(xscale="log", yscale="log", xlabel="parameters w", ylabel="FLOPs (XLA count)",
+                title="Cost of one gradient, counted by XLA\n(tanh MLP [n, n, n, 1], batch 8)")
+    axes[1].set(xscale="log", yscale="log", xlabel="parameters w", ylabel="seconds (median)",
+                title="Wall time on this machine (compile excluded)")
+    axes[2].set(xscale="log", yscale="log", xlabel="parameters w",
+                ylabel="gradient FLOPs / forward FLOPs",
+                title="How many forward passes a gradient costs")
+    axes[2].axhline(3, color="gray", ls=":", label="3 forward passes")
+    for ax in axes:
+        ax.legend(fontsize=8, loc="upper left")
+        ax.grid(True, which="major", alpha=0.3)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    experiment.main(run, __doc__, "gradient_cost")
