@@ -78,3 +78,13 @@ def test_val_data_without_data_is_refused():
     with pytest.raises(ValueError, match="val_data needs data"):
         bpjax.sweep(lambda p: p["x"] ** 2, lambda c, k: {"x": c["x0"]}, "sgd",
                     bpjax.Grid(lr=[0.1], x0=[1.0]), 10, val_data=(np.ones((3, 1)),))
+
+
+def test_the_experiment_stops_earlier_at_larger_lr(tmp_path):
+    from experiments import early_stopping
+
+    numbers = early_stopping.run(str(tmp_path), quick=True)
+    rows = numbers["per_lr"]
+    assert rows["1.0"]["median_best_step"] < rows["0.1"]["median_best_step"]
+    for row in rows.values():
+        assert row["median_best_val_loss"] <= row["median_final_val_loss"]
