@@ -20,6 +20,8 @@ from bpjax.result import atomic_write_text
 REGISTRY = [
     "paradox", "sontag_minima", "minima_census", "log_rule", "diverging_weights",  # 000, 001
     "log_speedup",
+    "gradient_cost", "vanishing_gradients", "initialization", "early_stopping",  # 003
+    "linear_step",  # 002
     "quartic", "relu_init_map", "relu_scaling", "edge_of_stability",  # seed 004
 ]
 HASH_FILE = ".bpjax-hash"
