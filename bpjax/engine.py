@@ -67,8 +67,9 @@ class Batching(NamedTuple):
 
 
 def all_finite(tree) -> jax.Array:
-    leaves = jax.tree.leaves(tree)
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+    """Whether every element of ``tree`` is finite, as one reduction: a sum is finite
+    iff its terms are (or it overflows float range, itself a sign of divergence)."""
+    return jnp.isfinite(sum(jnp.sum(x) for x in jax.tree.leaves(tree)))
 
 
 def init_carry(

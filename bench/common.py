@@ -1,0 +1,51 @@
+"""What the workload benchmarks share: timing, the machine's matmul peak, a header."""
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def best_of(fn, repeats: int = 3) -> float:
+    """Seconds of the fastest of ``repeats`` calls (after one untimed warm-up call)."""
+    jax.block_until_ready(fn())
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def matmul_peak(n: int = 2048) -> float:
+    """float32 GFLOP/s of one large jitted matmul on the default device."""
+    a = jnp.asarray(np.random.default_rng(0).normal(size=(n, n)), jnp.float32)
+    f = jax.jit(lambda a: a @ a)
+    return 2 * n**3 / best_of(lambda: f(a), 5) / 1e9
+
+
+def step_flops(fn, *args) -> float:
+    """XLA's FLOP count of one call of ``fn`` (use on a single step: XLA counts a
+    loop body once, not once per iteration)."""
+    return float(jax.jit(fn).lower(*args).compile().cost_analysis()["flops"])
+
+
+def header(title: str) -> float:
+    dev = jax.devices()[0]
+    peak = matmul_peak()
+    print(f"{title}\ndevice: {dev.device_kind} ({jax.default_backend()}, "
+          f"{jax.device_count()} device(s)), jax {jax.__version__}; "
+          f"measured float32 matmul peak {peak:.0f} GFLOP/s")
+    return peak
+
+
+def report(rows: dict, config_steps: int, flops: float | None, peak: float, ref: str) -> None:
+    """One line per method: seconds, ratio to ``ref``, M config-steps/s, GFLOP/s."""
+    for name, t in rows.items():
+        line = (f"  {name:<34s} {t:9.4f} s   x{t / rows[ref]:6.2f} of {ref:<10s}"
+                f" {config_steps / t / 1e6:9.2f} M config-steps/s")
+        if flops is not None:
+            g = flops / t / 1e9
+            line += f"   {g:8.2f} GFLOP/s ({100 * g / peak:5.1f}% of peak)"
+        print(line, flush=True)
