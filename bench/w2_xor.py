@@ -1,0 +1,82 @@
+"""W2: a 2-8-1 tanh MLP on XOR, 1024 configs x 2000 steps of SGD (not a test).
+
+Compares in one run: bpjax.sweep (guards on, loss recorded every 20 steps), a
+plain jit(vmap(lax.scan)) written by hand, a hand-batched kernel (weights stacked
+as (configs, ...) arrays, einsum, fori_loop), and a loop of jitted single runs
+(timed on 16 configurations and scaled, as stated); GFLOP/s from XLA's count of
+one vmapped step, against the matmul peak measured in the same run.
+
+    python bench/w2_xor.py [--configs 1024] [--steps 2000]
+"""
+
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from common import best_of, header, report, step_flops
+
+import bpjax
+from bpjax import losses, nets
+
+LR = 0.5
+
+
+def main(n: int, steps: int) -> None:
+    peak = header(f"W2: 2-8-1 tanh MLP on XOR, {n} configs x {steps} steps, SGD lr {LR}")
+    x, y = bpjax.problems.xor()
+    net = nets.mlp([2, 8, 1], activation="tanh")
+    loss = losses.supervised(net.apply, "mse")
+    init = lambda c, k: net.init(k, w_init=bpjax.init.normal(1.0))  # noqa: E731
+    grid = bpjax.Grid(lr=[LR], seed=np.arange(n))
+    starts = bpjax.initial_params(init, grid)
+    starts = jax.tree.map(lambda a: jnp.asarray(a[0]), starts)  # (n, ...)
+    rows = {}
+    rows["bpjax.sweep"] = best_of(lambda: bpjax.sweep(
+        loss, init, "sgd", grid, steps, record_every=20, data=(x, y), record_params=False,
+        progress=False).loss)
+
+    def sgd_step(p):
+        return jax.tree.map(lambda a, g: a - LR * g, p, jax.grad(loss)(p, (x, y)))
+
+    @jax.jit
+    def plain(p0):
+        def one(p):
+            return jax.lax.scan(lambda p, _: (sgd_step(p), None), p, None, steps)[0]
+        return jax.vmap(one)(p0)
+
+    rows["plain jit(vmap(scan))"] = best_of(lambda: plain(starts))
+
+    def batched_loss(p):  # summed over configs: each config's gradient is its own
+        (l1, l2) = p["layers"]
+        h = jnp.tanh(jnp.einsum("ed,cdh->ceh", x, l1["w"]) + l1["b"][:, None])
+        out = jnp.einsum("ceh,cho->ceo", h, l2["w"]) + l2["b"][:, None]
+        return jnp.sum(jnp.mean(jnp.sum((out - y[None]) ** 2, -1), -1))
+
+    @jax.jit
+    def kernel(p0):
+        return jax.lax.fori_loop(0, steps, lambda _, p: jax.tree.map(
+            lambda a, g: a - LR * g, p, jax.grad(batched_loss)(p)), p0)
+
+    rows["hand-batched kernel"] = best_of(lambda: kernel(starts))
+    np.testing.assert_allclose(np.asarray(kernel(starts)["layers"][1]["b"]),
+                               np.asarray(plain(starts)["layers"][1]["b"]), atol=2e-3)
+    single = jax.jit(lambda p: jax.lax.scan(lambda p, _: (sgd_step(p), None), p, None, steps)[0])
+    one = jax.tree.map(lambda a: a[0], starts)
+    jax.block_until_ready(single(one))
+    k = 16
+    t0 = time.perf_counter()
+    for i in range(k):
+        jax.block_until_ready(single(jax.tree.map(lambda a, i=i: a[i], starts)))
+    rows[f"loop of jitted runs (x{n // k} of {k})"] = (time.perf_counter() - t0) * n / k
+    flops = step_flops(jax.vmap(sgd_step), starts) * steps
+    report(rows, n * steps, flops, peak, "plain jit(vmap(scan))")
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--configs", type=int, default=1024)
+    p.add_argument("--steps", type=int, default=2000)
+    a = p.parse_args()
+    main(a.configs, a.steps)
