@@ -47,7 +47,7 @@ QUESTION = ("Do gradients vanish like 0.25^L in deep sigmoid nets, and do ReLU a
             "Xavier/He initialization prevent it? (seed 003)")
 SIZES = {"default": dict(max_depth=30, seeds=16, train_depths=[1, 2, 4, 8, 16],
                          train_seeds=4, steps=200),
-         "quick": dict(max_depth=8, seeds=8, train_depths=[1, 4, 8], train_seeds=2, steps=60)}
+         "quick": dict(max_depth=6, seeds=6, train_depths=[1, 6], train_seeds=2, steps=60)}
 WIDTH, LR, BATCH, TARGET = 32, 0.1, 64, 1.5
 ACTIVATIONS = ("sigmoid", "tanh", "relu")
 INITS = {"uniform": bpjax.init.uniform(0.01), "xavier": bpjax.init.xavier(),

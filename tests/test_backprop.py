@@ -31,21 +31,22 @@ def random_case(i):
     return net, params, (x, y), activation, out_act, loss, per_example
 
 
-@pytest.mark.parametrize("i", range(30))
+@pytest.mark.parametrize("i", range(24))
 def test_delta_rule_equals_jax_grad(i):
     net, params, batch, act, out_act, loss, per_example = random_case(i)
-    ref = jax.grad(losses.supervised(net.apply, per_example))(params, batch)
-    got = backprop.gradient(params, batch, act, out_act, loss)
+    ref = jax.jit(jax.grad(losses.supervised(net.apply, per_example)))(params, batch)
+    got = jax.jit(backprop.gradient, static_argnums=(2, 3, 4))(params, batch, act, out_act, loss)
     assert jax.tree.structure(got) == jax.tree.structure(ref)
     r, g = (np.concatenate([np.ravel(a) for a in jax.tree.leaves(t)]) for t in (ref, got))
     assert np.linalg.norm(g - r) <= 1e-5 * max(np.linalg.norm(r), 1e-30) + 1e-12
     # and the custom_vjp loss: same value, and its jax.grad is the delta rule
-    f = backprop.loss(act, out_act, loss)
+    f = jax.jit(backprop.loss(act, out_act, loss))
     np.testing.assert_allclose(f(params, batch),
                                losses.supervised(net.apply, per_example)(params, batch),
                                rtol=1e-6)
-    via = np.concatenate([np.ravel(a) for a in jax.tree.leaves(jax.grad(f)(params, batch))])
-    np.testing.assert_array_equal(via, g)
+    via = jax.tree.leaves(jax.jit(jax.grad(f))(params, batch))
+    via = np.concatenate([np.ravel(a) for a in via])
+    np.testing.assert_allclose(via, g, rtol=1e-6, atol=1e-7)  # two compiled programs
 
 
 def test_training_with_the_delta_rule_follows_jax_grad():

