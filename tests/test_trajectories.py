@@ -19,7 +19,7 @@ def python_turns(w, atol=0.0):
     return turns, first
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(st.integers(-3, 3), min_size=2, max_size=12))
 def test_turns_match_a_python_loop(values):
     w = np.cumsum(np.array(values, np.float32))
