@@ -18,6 +18,27 @@ def best_of(fn, repeats: int = 3) -> float:
     return min(times)
 
 
+def loop_seconds(run_one, n: int, k: int) -> float:
+    """A Python loop of single runs, ``run_one(i)`` for i < k (after a warm-up call),
+    scaled to ``n`` runs."""
+    jax.block_until_ready(run_one(0))
+    t0 = time.perf_counter()
+    for i in range(k):
+        jax.block_until_ready(run_one(i))
+    return (time.perf_counter() - t0) * n / k
+
+
+def cli(doc: str, configs: int, steps: int):
+    """The benches' command line: ``--configs`` and ``--steps``."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--configs", type=int, default=configs)
+    p.add_argument("--steps", type=int, default=steps)
+    a = p.parse_args()
+    return a.configs, a.steps
+
+
 def matmul_peak(n: int = 2048) -> float:
     """float32 GFLOP/s of one large jitted matmul on the default device."""
     a = jnp.asarray(np.random.default_rng(0).normal(size=(n, n)), jnp.float32)

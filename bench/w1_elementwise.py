@@ -9,13 +9,12 @@ jitted single runs (timed on 64 configurations and scaled, as stated).
     python bench/w1_elementwise.py [--configs 4096] [--steps 1000]
 """
 
-import argparse
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from common import best_of, header, report
+from common import best_of, cli, header, loop_seconds, report
 
 import bpjax
 from bpjax.problems import SEED000_TARGET, SEED000_X, seed000_loss
@@ -70,19 +69,11 @@ def main(n: int, steps: int) -> None:
     rows["numpy, vectorized by hand"] = time.perf_counter() - t0
     np.testing.assert_allclose(np.asarray(kernel(w1, w2)["w1"]), ref, rtol=1e-3, atol=1e-4)
 
-    single = plain  # one configuration at a time: vmap over a batch of 1
-    jax.block_until_ready(single(w1[:1], w2[:1]))
-    k = min(64, n)
-    t0 = time.perf_counter()
-    for i in range(k):
-        jax.block_until_ready(single(w1[i:i + 1], w2[i:i + 1]))
-    rows[f"loop of jitted runs (x{n // k} of {k})"] = (time.perf_counter() - t0) * n / k
+    k = min(64, n)  # one configuration at a time: plain over a batch of 1
+    rows[f"loop of jitted runs (x{n // k} of {k})"] = loop_seconds(
+        lambda i: plain(w1[i:i + 1], w2[i:i + 1]), n, k)
     report(rows, n * steps, None, 1.0, "hand-batched kernel")
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--configs", type=int, default=4096)
-    p.add_argument("--steps", type=int, default=1000)
-    a = p.parse_args()
-    main(a.configs, a.steps)
+    main(*cli(__doc__, 4096, 1000))

@@ -9,13 +9,10 @@ one vmapped step, against the matmul peak measured in the same run.
     python bench/w2_xor.py [--configs 1024] [--steps 2000]
 """
 
-import argparse
-import time
-
 import jax
 import jax.numpy as jnp
 import numpy as np
-from common import best_of, header, report, step_flops
+from common import best_of, cli, header, loop_seconds, report, step_flops
 
 import bpjax
 from bpjax import losses, nets
@@ -63,20 +60,12 @@ def main(n: int, steps: int) -> None:
     np.testing.assert_allclose(np.asarray(kernel(starts)["layers"][1]["b"]),
                                np.asarray(plain(starts)["layers"][1]["b"]), atol=2e-3)
     single = jax.jit(lambda p: jax.lax.scan(lambda p, _: (sgd_step(p), None), p, None, steps)[0])
-    one = jax.tree.map(lambda a: a[0], starts)
-    jax.block_until_ready(single(one))
     k = 16
-    t0 = time.perf_counter()
-    for i in range(k):
-        jax.block_until_ready(single(jax.tree.map(lambda a, i=i: a[i], starts)))
-    rows[f"loop of jitted runs (x{n // k} of {k})"] = (time.perf_counter() - t0) * n / k
+    rows[f"loop of jitted runs (x{n // k} of {k})"] = loop_seconds(
+        lambda i: single(jax.tree.map(lambda a: a[i], starts)), n, k)
     flops = step_flops(jax.vmap(sgd_step), starts) * steps
     report(rows, n * steps, flops, peak, "plain jit(vmap(scan))")
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--configs", type=int, default=1024)
-    p.add_argument("--steps", type=int, default=2000)
-    a = p.parse_args()
-    main(a.configs, a.steps)
+    main(*cli(__doc__, 1024, 2000))

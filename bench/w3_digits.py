@@ -8,14 +8,11 @@ one vmapped step, against the matmul peak measured in the same run.
     python bench/w3_digits.py [--configs 64] [--steps 500]
 """
 
-import argparse
-import time
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from common import best_of, header, report, step_flops
+from common import best_of, cli, header, loop_seconds, report, step_flops
 
 import bpjax
 from bpjax import losses, nets
@@ -49,19 +46,12 @@ def main(n: int, steps: int) -> None:
     plain = jax.jit(jax.vmap(one))
     rows["plain jit(vmap(scan))"] = best_of(lambda: plain(starts), 2)
     single = jax.jit(one)
-    jax.block_until_ready(single(jax.tree.map(lambda a: a[0], starts)))
-    t0 = time.perf_counter()
-    for i in range(n):
-        jax.block_until_ready(single(jax.tree.map(lambda a, i=i: a[i], starts)))
-    rows["loop of jitted single runs"] = time.perf_counter() - t0
+    rows["loop of jitted single runs"] = loop_seconds(
+        lambda i: single(jax.tree.map(lambda a: a[i], starts)), n, n)
     states = jax.vmap(tx.init)(starts)
     flops = step_flops(jax.vmap(adam_step), (starts, states)) * steps
     report(rows, n * steps, flops, peak, "plain jit(vmap(scan))")
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--configs", type=int, default=64)
-    p.add_argument("--steps", type=int, default=500)
-    a = p.parse_args()
-    main(a.configs, a.steps)
+    main(*cli(__doc__, 64, 500))

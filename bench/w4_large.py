@@ -7,12 +7,11 @@ bytes; params are not recorded).
     python bench/w4_large.py [--configs 1048576] [--steps 1000]
 """
 
-import argparse
 import resource
 import time
 
 import numpy as np
-from common import header
+from common import cli, header
 
 import bpjax
 from bpjax.problems import seed000_loss
@@ -45,8 +44,4 @@ def main(n: int, steps: int) -> None:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--configs", type=int, default=1 << 20)
-    p.add_argument("--steps", type=int, default=1000)
-    a = p.parse_args()
-    main(a.configs, a.steps)
+    main(*cli(__doc__, 1 << 20, 1000))
