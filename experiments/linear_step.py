@@ -45,8 +45,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import optax  # noqa: E402
 
+import bpjax  # noqa: E402
 from bpjax import diagnostics, experiment, losses, nets, second_order  # noqa: E402
 from bpjax.problems import SEED000_TARGET, seed000_loss, seed000_net  # noqa: E402
 
@@ -55,9 +55,9 @@ QUESTION = ("How wrong is gradient descent's linear (tangent) step as steps grow
 SIZES = {"default": dict(depths=6, seeds=32, etas=49, grid=16, xor_seeds=64, steps=2000),
          "quick": dict(depths=3, seeds=8, etas=25, grid=6, xor_seeds=8, steps=400)}
 WIDTH, N_POINTS, TARGET = 16, 32, 1e-6
-FIRST_ORDER = {"gd": (optax.sgd, [0.1, 0.3, 1.0, 3.0]),
-               "momentum": (lambda lr: optax.sgd(lr, momentum=0.9), [0.03, 0.1, 0.3, 1.0]),
-               "adam": (optax.adam, [0.003, 0.01, 0.03, 0.1])}
+# bpjax.sweep's built-ins, each over its own lr grid (momentum 0.9, Adam's defaults)
+FIRST_ORDER = {"sgd": [0.1, 0.3, 1.0, 3.0], "momentum": [0.03, 0.1, 0.3, 1.0],
+               "adam": [0.003, 0.01, 0.03, 0.1]}
 
 
 def tangent_errors(loss, params, etas):
@@ -148,25 +148,24 @@ def part_single_step(size):
         for m, step in methods.items():
             fn = jax.jit(jax.vmap(lambda p, step=step, loss=loss: second_order.run(
                 step, loss, p, 50)))
-            rows[m] = _summarize(fn, starts, 50)
-        for m, (make, lrs) in FIRST_ORDER.items():
+            jax.block_until_ready(fn(starts))  # compile
+            t0 = time.perf_counter()
+            ls = np.asarray(jax.block_until_ready(fn(starts)))
+            rows[m] = _summarize(ls, (time.perf_counter() - t0) / 50)
+        n = len(jax.tree.leaves(starts)[0])
+        init = lambda c, k, starts=starts: jax.tree.map(  # noqa: E731
+            lambda a: a[c["start"].astype(jnp.int32)], starts)
+        for m, lrs in FIRST_ORDER.items():
+            sweep = lambda m=m, lrs=lrs, loss=loss, init=init, n=n: bpjax.sweep(  # noqa: E731
+                loss, init, m, bpjax.Grid(lr=lrs, start=np.arange(n)), size["steps"],
+                record_params=False, progress=False)
+            sweep()  # compile
+            t0 = time.perf_counter()
+            res = sweep()
+            per_step = (time.perf_counter() - t0) / size["steps"] / len(lrs)
             best = None
-            for lr in lrs:
-                tx = make(lr)
-
-                def train(p, tx=tx, loss=loss):
-                    def body(c, _):
-                        p, s = c
-                        u, s = tx.update(jax.grad(loss)(p), s, p)
-                        q = optax.apply_updates(p, u)
-                        ok = jnp.all(jnp.isfinite(jax.flatten_util.ravel_pytree(q)[0]))
-                        q = jax.tree.map(lambda a, b: jnp.where(ok, a, b), q, p)
-                        return (q, s), loss(q)
-
-                    _, ls = jax.lax.scan(body, (p, tx.init(p)), None, size["steps"])
-                    return jnp.concatenate([loss(p)[None], ls])
-
-                row = _summarize(jax.jit(jax.vmap(train)), starts, size["steps"])
+            for i, lr in enumerate(lrs):
+                row = _summarize(res.loss[i], per_step)
                 row["lr"] = lr
                 if best is None or (row["reached"], -row["median_steps"]) > (
                         best["reached"], -best["median_steps"]):
@@ -176,11 +175,8 @@ def part_single_step(size):
     return out
 
 
-def _summarize(fn, starts, steps):
-    jax.block_until_ready(fn(starts))  # compile
-    t0 = time.perf_counter()
-    ls = np.asarray(jax.block_until_ready(fn(starts)))
-    per_step = (time.perf_counter() - t0) / steps
+def _summarize(ls, per_step):
+    """Losses (starts, steps + 1) of one method, and its seconds per step (all starts)."""
     k = _steps_to(ls, TARGET)
     ok = k >= 0
     med = float(np.median(k[ok])) if ok.any() else float("inf")
@@ -220,7 +216,7 @@ def _figure(curves, tangent, single, path):
     axes[1].set(xticks=x, xticklabels=names, yscale="log", ylabel="median over seeds",
                 title="Where the tangent fails, by depth: raw and in units of curvature")
     axes[1].legend(fontsize=8)
-    methods = ["gd", "momentum", "adam", "newton", "gauss_newton"]
+    methods = ["sgd", "momentum", "adam", "newton", "gauss_newton"]
     for i, (prob, rows) in enumerate(single.items()):
         steps = [rows[m]["median_steps"] if np.isfinite(rows[m]["median_steps"]) else np.nan
                  for m in methods]
