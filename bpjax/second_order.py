@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from bpjax import engine
+
 
 def newton_step(loss, params, damping: float = 0.0):
     """params - (H + damping I)^-1 g: exact on a quadratic, blind to the Hessian's sign."""
@@ -42,7 +44,7 @@ def run(step, loss, params, steps: int):
 
     def body(p, _):
         q = step(p)
-        ok = jnp.all(jnp.isfinite(ravel_pytree(q)[0]))
+        ok = engine.all_finite(q)
         q = jax.tree.map(lambda a, b: jnp.where(ok, a, b), q, p)  # a failed step is not taken
         return q, loss(q)
 
