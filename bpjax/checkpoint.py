@@ -121,7 +121,7 @@ class Store:
         """
         path = self.path(SWEEP_JSON)
         if not os.path.exists(path):
-            if any(n.startswith(("chunk-", "progress", "result")) for n in os.listdir(self.out)):
+            if any(n.startswith(("chunk-", "progress", "result", "history-")) for n in os.listdir(self.out)):
                 raise ValueError(f"{self.out} holds sweep files but no {SWEEP_JSON}; "
                                  "use an empty folder")
             self._write_json(layout)
@@ -175,8 +175,8 @@ class Store:
             raise ValueError(f"{path} belongs to another sweep; delete it")
         return arrays
 
-    def finish(self, result) -> None:
-        result.save(self.path(RESULT))
+    def finish(self, result, external=None) -> None:
+        result.save(self.path(RESULT), external)
         for name in os.listdir(self.out):
             if name.startswith("chunk-") or name == PROGRESS:
                 os.remove(self.path(name))

@@ -15,6 +15,12 @@ Early stopping: given a ``validation`` loss (params -> scalar), the carry also
 holds ``Best(loss, step, params)``, the record step with the lowest validation
 loss so far and the params there, updated at every record.
 
+Summaries: given a loss ``target``, the carry also holds ``Summary(last, min,
+argmin, reached_at)`` over the recorded losses, so a sweep can keep a few numbers
+per run instead of whole trajectories; with ``stop=True`` a run that reached the
+target stops there (it is frozen, like a diverged run, and costs nothing once a
+sweep compacts it away).
+
 Divergence guard: a step whose new params, loss or gradient is not finite is
 not taken. The run stays frozen at its last finite state (so it never poisons
 a reduction over the grid) and ``diverged_at`` holds the first step that
@@ -38,6 +44,13 @@ class Best(NamedTuple):
     params: Params  # the params at that step
 
 
+class Summary(NamedTuple):
+    last: jax.Array  # the latest recorded loss
+    min: jax.Array  # the lowest recorded loss
+    argmin: jax.Array  # int32, the record step where it was seen (the first, on ties)
+    reached_at: jax.Array  # int32, the first record step with loss <= target, or -1
+
+
 class Carry(NamedTuple):
     params: Params
     opt_state: Any
@@ -45,6 +58,7 @@ class Carry(NamedTuple):
     grad: Params
     diverged_at: jax.Array  # int32, -1 while the run is alive
     best: Best | None = None  # with a validation loss only
+    summary: Summary | None = None  # with a target only
 
 
 class Batching(NamedTuple):
@@ -74,21 +88,36 @@ def all_finite(tree) -> jax.Array:
 
 def init_carry(
     params: Params, tx: optax.GradientTransformation, loss: Loss, batching: Batching, key,
-    validation: Callable[[Params], jax.Array] | None = None,
+    validation: Callable[[Params], jax.Array] | None = None, target=None,
 ) -> Carry:
     value, grad = jax.value_and_grad(loss)(params, batching.batch(key, jnp.int32(0)))
     best = None if validation is None else Best(validation(params), jnp.int32(0), params)
-    return Carry(params, tx.init(params), value, grad, jnp.int32(-1), best)
+    carry = Carry(params, tx.init(params), value, grad, jnp.int32(-1), best)
+    if target is None:
+        return carry
+    first, _ = record(carry, loss, batching, False)
+    zero = jnp.int32(0)
+    summary = Summary(first, first, zero, jnp.where(first <= target, zero, jnp.int32(-1)))
+    return carry._replace(summary=summary)
 
 
-def step(carry: Carry, t, tx: optax.GradientTransformation, loss: Loss, batching: Batching, key):
-    """Takes step t -> t + 1, unless the run diverged before or diverges now."""
+def running(carry: Carry, stop: bool = False) -> jax.Array:
+    """Whether a run still takes steps: not diverged, and (with ``stop``) not at its target."""
+    alive = carry.diverged_at < 0
+    if stop:
+        alive = alive & (carry.summary.reached_at < 0)
+    return alive
+
+
+def step(carry: Carry, t, tx: optax.GradientTransformation, loss: Loss, batching: Batching, key,
+         stop: bool = False):
+    """Takes step t -> t + 1, unless the run diverged (or stopped) before or diverges now."""
     updates, opt_state = tx.update(carry.grad, carry.opt_state, carry.params)
     params = optax.apply_updates(carry.params, updates)
     value, grad = jax.value_and_grad(loss)(params, batching.batch(key, t + 1))
-    alive = carry.diverged_at < 0
+    alive = running(carry, stop)
     ok = alive & all_finite((params, value, grad))
-    new = Carry(params, opt_state, value, grad, carry.diverged_at, carry.best)
+    new = carry._replace(params=params, opt_state=opt_state, loss=value, grad=grad)
     carry = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, carry)
     return carry._replace(diverged_at=jnp.where(alive & ~ok, t + 1, carry.diverged_at))
 
@@ -110,6 +139,15 @@ def track_best(carry: Carry, validation, t) -> tuple[Carry, jax.Array]:
     return carry._replace(best=best), value
 
 
+def summarize(summary: Summary, value, t, target) -> Summary:
+    """Folds the loss ``value`` recorded at step ``t`` into the summary."""
+    t = jnp.asarray(t, jnp.int32)
+    better = value < summary.min  # NaN never counts as better
+    first = (summary.reached_at < 0) & (value <= target)
+    return Summary(value, jnp.where(better, value, summary.min),
+                   jnp.where(better, t, summary.argmin), jnp.where(first, t, summary.reached_at))
+
+
 def run_segment(
     carry: Carry,
     start_step,
@@ -121,24 +159,33 @@ def run_segment(
     key=None,
     record_params: bool = True,
     validation: Callable[[Params], jax.Array] | None = None,
+    target=None,
+    stop: bool = False,
+    keep: bool = True,
 ):
     """Runs ``n_records * record_every`` steps from ``start_step``.
 
     Returns the new carry and the records at steps ``start_step + record_every``,
     ..., ``start_step + n_records * record_every``: ``(loss_R, params_R or None,
-    validation_loss_R or None)``.
+    validation_loss_R or None)``, or None when not ``keep`` (summaries only). A
+    carry with a ``Summary`` folds every record into it (``target`` is the loss
+    threshold; with ``stop`` a run that reached it takes no more steps).
     """
 
     def block(carry, b):
         first = start_step + b * record_every
 
         def one(c, i):
-            return step(c, first + i, tx, loss, batching, key), None
+            return step(c, first + i, tx, loss, batching, key, stop), None
 
         carry, _ = jax.lax.scan(one, carry, jnp.arange(record_every, dtype=jnp.int32))
-        value = None
+        t = first + record_every
+        val = None
         if validation is not None:
-            carry, value = track_best(carry, validation, first + record_every)
-        return carry, record(carry, loss, batching, record_params) + (value,)
+            carry, val = track_best(carry, validation, t)
+        value, params = record(carry, loss, batching, record_params and keep)
+        if carry.summary is not None:
+            carry = carry._replace(summary=summarize(carry.summary, value, t, target))
+        return carry, ((value, params, val) if keep else None)
 
     return jax.lax.scan(block, carry, jnp.arange(n_records, dtype=jnp.int32))

@@ -28,6 +28,10 @@ class Result:
     ``coords["step"]``); ``final_loss``, ``diverged_at`` and ``final_params`` do not.
     With validation data (early stopping), ``val_loss`` has the step axis too, and
     ``best_val_loss``, ``best_step`` and ``best_params`` hold each run's best record.
+    Sweeps also summarize each run's recorded losses: ``min_loss``, ``min_step``
+    (where it was first seen) and ``reached_at`` (the first record step with loss
+    at or below the sweep's ``target``; -1 if never). Trajectories of a sweep run
+    with ``out=`` are memory-mapped from ``.npy`` files beside its ``result.npz``.
     """
 
     dims: tuple[str, ...]
@@ -42,6 +46,9 @@ class Result:
     best_val_loss: np.ndarray | None = None
     best_step: np.ndarray | None = None
     best_params: Any = None
+    min_loss: np.ndarray | None = None
+    min_step: np.ndarray | None = None
+    reached_at: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -92,16 +99,25 @@ class Result:
             best_val_loss=take(self.best_val_loss),
             best_step=take(self.best_step),
             best_params=take(self.best_params),
+            min_loss=take(self.min_loss),
+            min_step=take(self.min_step),
+            reached_at=take(self.reached_at),
         )
 
-    def save(self, path) -> None:
-        """Writes atomically (temporary file, fsync, rename): never a half-written file."""
+    def save(self, path, external: dict[str, np.ndarray] | None = None) -> None:
+        """Writes atomically (temporary file, fsync, rename): never a half-written file.
+
+        ``external`` (used by ``sweep(out=...)``) names ``.npy`` files in the same
+        folder, as memory-mapped arrays, that hold some arrays already: the file
+        then refers to them (with their checksums) instead of copying them.
+        """
         arrays: dict[str, np.ndarray] = {
             "loss": self.loss,
             "final_loss": self.final_loss,
             "diverged_at": self.diverged_at,
         }
-        for name in ("val_loss", "best_val_loss", "best_step"):
+        for name in ("val_loss", "best_val_loss", "best_step", "min_loss", "min_step",
+                     "reached_at"):
             if getattr(self, name) is not None:
                 arrays[name] = getattr(self, name)
         for name, value in self.coords.items():
@@ -120,6 +136,13 @@ class Result:
             best_params_tree=best_spec,
             sha256={k: _digest(v) for k, v in arrays.items()},
         )
+        files = {}
+        for file in (external or {}).values():
+            for name, a in list(arrays.items()):
+                if np.shares_memory(a, file) and a.nbytes == file.nbytes:
+                    files[name] = [os.path.basename(file.filename), list(a.shape)]
+                    del arrays[name]
+        meta["external"] = files
         arrays["meta.json"] = np.array(json.dumps(meta))
         atomic_savez(path, arrays)
 
@@ -144,6 +167,13 @@ def load(path) -> Result:
             f"expected {FORMAT!r} v{FORMAT_VERSION}"
         )
     sums = meta.pop("sha256")
+    folder = os.path.dirname(os.path.abspath(path))
+    for name, (file, shape) in meta.pop("external", {}).items():
+        try:
+            arrays[name] = np.load(os.path.join(folder, file), mmap_mode="r").reshape(shape)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{path}: its array {name!r} lives in {file}, which is missing "
+                             f"or unreadable beside it ({e})") from e
     if set(sums) != set(arrays):
         missing = sorted(set(sums) ^ set(arrays))
         raise ValueError(f"{path}: arrays {missing} missing or unexpected; file was altered")
@@ -167,6 +197,9 @@ def load(path) -> Result:
         best_val_loss=arrays.get("best_val_loss"),
         best_step=arrays.get("best_step"),
         best_params=None if best_spec is None else _unflatten(best_spec, arrays),
+        min_loss=arrays.get("min_loss"),
+        min_step=arrays.get("min_step"),
+        reached_at=arrays.get("reached_at"),
     )
 
 
@@ -202,9 +235,11 @@ def atomic_write_text(path, text: str) -> None:
 
 
 def _digest(a: np.ndarray) -> str:
-    a = np.ascontiguousarray(a)
     h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
-    h.update(a.tobytes())
+    flat = a.reshape(-1) if a.flags.c_contiguous else np.ascontiguousarray(a).reshape(-1)
+    step = max(1, (64 << 20) // max(1, a.itemsize))  # 64 MB at a time: no copy of a file
+    for i in range(0, flat.size, step):
+        h.update(flat[i: i + step].tobytes())
     return h.hexdigest()
 
 

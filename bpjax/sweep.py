@@ -9,9 +9,11 @@ settings), so a new grid of the same shape does not recompile.
 
 import inspect
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -41,17 +43,21 @@ class _Spec(NamedTuple):
     has_data: bool
     record_params: bool
     has_val: bool = False
+    histories: bool = True  # record="full"; False: summaries only
+    stop: bool = False  # runs stop at the target
 
     @property
     def key(self):
         return (self.loss_fn, self.loss_takes_config, self.init, self.opt.source, self.axes,
                 self.record_every, self.batch_size, self.has_data, self.record_params,
-                self.has_val)
+                self.has_val, self.histories, self.stop)
 
 
 class _Compiled(NamedTuple):
-    init: Callable  # (configs, base_seed, (data, val_data)) -> Carry, batched over configs
-    segment: Callable  # (carry, configs, base_seed, (data, val_data), start, n_records)
+    init: Callable  # (configs, base_seed, datas) -> Carry, batched over configs
+    histories: Callable  # (carry, n_cols) -> the chunk's history buffers, column 0 filled
+    segment: Callable  # (carry, hist, configs, base_seed, datas, start, col, n_records)
+    compacted: Callable  # the same on the rows idx only: (carry, hist, idx, configs, ...)
 
 
 _CACHE: dict = {}
@@ -101,15 +107,16 @@ def _validation(spec: _Spec, loss, val_data):
 
 def _init_one(spec: _Spec, config, base_seed, datas) -> engine.Carry:
     """One configuration's starting carry (params, optimizer state, loss, gradient)."""
-    data, val_data = datas
+    data, val_data, target = datas
     init_key, data_key, tx, loss, batching = _bind(spec, config, base_seed)
     params = spec.init(config, init_key)
     return engine.init_carry(params, tx, loss, batching._replace(data=data), data_key,
-                             _validation(spec, loss, val_data))
+                             _validation(spec, loss, val_data), target)
 
 
-def _compiled(spec: _Spec) -> _Compiled:
-    hit = _CACHE.get(spec.key)
+def _compiled(spec: _Spec, sharding=None) -> _Compiled:
+    key = (spec.key, sharding)
+    hit = _CACHE.get(key)
     if hit is not None:
         return hit
 
@@ -117,24 +124,89 @@ def _compiled(spec: _Spec) -> _Compiled:
         return _init_one(spec, config, base_seed, datas)
 
     def segment_one(carry, config, base_seed, datas, start, n_records):
-        data, val_data = datas
+        data, val_data, target = datas
         _, data_key, tx, loss, batching = _bind(spec, config, base_seed)
         return engine.run_segment(carry, start, n_records, spec.record_every, tx, loss,
                                   batching._replace(data=data), data_key, spec.record_params,
-                                  _validation(spec, loss, val_data))
+                                  _validation(spec, loss, val_data), target, spec.stop,
+                                  keep=spec.histories)
+
+    run = jax.vmap(segment_one, in_axes=(0, 0, None, None, None, None))
+
+    def histories(carry, n_cols):
+        if not spec.histories:
+            return None
+        first = (carry.summary.last, carry.params if spec.record_params else None,
+                 None if carry.best is None else carry.best.loss)
+
+        def buffer(x):
+            out = jnp.zeros((x.shape[0], n_cols) + x.shape[1:], x.dtype)
+            return out.at[:, 0].set(x)
+
+        return jax.tree.map(buffer, first)
+
+    def segment(carry, hist, configs, base_seed, datas, start, col, n_records):
+        carry, records = run(carry, configs, base_seed, datas, start, n_records)
+        hist = jax.tree.map(lambda h, r: jax.lax.dynamic_update_slice_in_dim(h, r, col, 1),
+                            hist, records)
+        return carry, hist
+
+    def compacted(carry, hist, idx, configs, base_seed, datas, start, col, n_records):
+        # idx: the live rows, padded with an out-of-range row (its results are dropped)
+        def take(x):
+            x = jnp.take(x, idx, axis=0, mode="clip")
+            return x if sharding is None else jax.lax.with_sharding_constraint(x, sharding)
+
+        sub, records = run(jax.tree.map(take, carry), jax.tree.map(take, configs), base_seed,
+                           datas, start, n_records)
+        carry = jax.tree.map(lambda x, v: x.at[idx].set(v, mode="drop"), carry, sub)
+        cols = col + jnp.arange(n_records)
+        hist = jax.tree.map(lambda h, r: h.at[idx[:, None], cols[None, :]].set(r, mode="drop"),
+                            hist, records)
+        return carry, hist
 
     compiled = _Compiled(
         init=jax.jit(jax.vmap(init_one, in_axes=(0, None, None))),
-        segment=jax.jit(
-            jax.vmap(segment_one, in_axes=(0, 0, None, None, None, None)),
-            static_argnums=5,
-            donate_argnums=0,
-        ),
+        histories=jax.jit(histories, static_argnums=1),
+        segment=jax.jit(segment, static_argnums=7, donate_argnums=(0, 1)),
+        compacted=jax.jit(compacted, static_argnums=8, donate_argnums=(0, 1)),
     )
     if len(_CACHE) >= _CACHE_SIZE:
         _CACHE.pop(next(iter(_CACHE)))
-    _CACHE[spec.key] = compiled
+    _CACHE[key] = compiled
     return compiled
+
+
+@partial(jax.jit, static_argnums=1)
+def _running(carry, stop: bool):
+    return jax.vmap(lambda c: engine.running(c, stop))(carry)
+
+
+@partial(jax.jit, donate_argnums=0)
+def _freeze(hist, active, col):
+    """History columns after ``col`` of the rows not in ``active`` repeat column ``col``:
+    those runs are frozen (diverged or stopped), so every later record equals it."""
+
+    def fill(h):
+        later = (jnp.arange(h.shape[1]) > col)[None, :] & ~active[:, None]
+        later = later.reshape(later.shape + (1,) * (h.ndim - 2))
+        return jnp.where(later, jax.lax.dynamic_slice_in_dim(h, col, 1, 1), h)
+
+    return jax.tree.map(fill, hist)
+
+
+def _mask(rows: np.ndarray, chunk: int) -> np.ndarray:
+    keep = np.zeros(chunk + 1, bool)
+    keep[rows] = True  # (padding rows point one past the end)
+    return keep[:chunk]
+
+
+def _bucket(live: int, chunk: int, n_dev: int) -> int:
+    """The batch that holds ``live`` runs: the next power of two (a multiple of the
+    device count), so a shrinking grid compiles at most log2(chunk) sizes."""
+    b = max(n_dev, 1 << max(0, live - 1).bit_length())
+    b = -(-b // n_dev) * n_dev
+    return chunk if b >= chunk else b
 
 
 def sweep(
@@ -150,6 +222,10 @@ def sweep(
     batch_size: int | None = None,
     val_data=None,
     record_params: bool = True,
+    record: str = "full",
+    target: float | None = None,
+    stop_at_target: bool = False,
+    compact: bool = True,
     max_memory: int | None = None,
     chunk_size: int | None = None,
     segments: int = 10,
@@ -185,6 +261,20 @@ def sweep(
         (lowest) value, its step and the params there: early stopping, returned
         as ``val_loss``, ``best_val_loss``, ``best_step`` and ``best_params``.
       record_params: record params at each record step (else only final params).
+      record: ``"full"`` keeps the loss (and params) at every record step;
+        ``"summary"`` keeps no trajectories, only per run the loss at the start
+        and end and the summaries below: memory per run then does not grow
+        with ``steps``, for grids of tens of millions.
+      target: a loss threshold. Every sweep returns, from the recorded losses,
+        ``min_loss``, ``min_step`` and ``reached_at``: the first record step
+        with loss <= ``target`` (-1 if never, or with no target).
+      stop_at_target: a run stops at the record step where it reaches
+        ``target`` (its later records repeat that one), like a diverged run.
+      compact: between segments, drop the runs that have diverged or stopped
+        and run only the live ones, re-packed into a batch whose size is a
+        power of two (so recompiles stay few). Their records are what they
+        would have been; live runs may differ from an uncompacted sweep in the
+        last bits where XLA's code depends on the batch size.
       max_memory: device bytes a chunk may use (default: half the device memory,
         or 2 GiB on CPU). ``chunk_size`` overrides the estimate.
       segments: how many pieces each chunk's run is cut into, for progress.
@@ -193,7 +283,9 @@ def sweep(
       out: a folder to checkpoint into (at most every ``checkpoint_seconds``, at
         segment boundaries, and after each chunk) and to write ``result.npz``
         to. Running the same sweep with the same ``out`` resumes it; a different
-        sweep there is refused, naming what differs.
+        sweep there is refused, naming what differs. Trajectories are streamed
+        into ``.npy`` files there, chunk by chunk, so host memory holds one
+        chunk of them at a time; the result maps them from disk.
 
     Example:
       >>> import bpjax, jax.numpy as jnp
@@ -203,7 +295,8 @@ def sweep(
       [[False, False], [False, True]]
     """
     plan = _plan(loss_fn, init, optimizer, grid, steps, record_every, seed, data, batch_size,
-                 record_params, max_memory, chunk_size, segments, shard, val_data)
+                 record_params, max_memory, chunk_size, segments, shard, val_data, record,
+                 target, stop_at_target, compact)
     return _execute(plan, progress, out, checkpoint_seconds)
 
 
@@ -222,10 +315,13 @@ class _Plan(NamedTuple):
     seg_records: int
     sharding: Any  # NamedSharding over configs, or None
     replicated: Any
+    target: float = -math.inf
+    compact: bool = True
 
 
 def _plan(loss_fn, init, optimizer, grid, steps, record_every, seed, data, batch_size,
-          record_params, max_memory, chunk_size, segments, shard, val_data=None) -> _Plan:
+          record_params, max_memory, chunk_size, segments, shard, val_data=None, record="full",
+          target=None, stop_at_target=False, compact=True) -> _Plan:
     """Checks every argument and sizes the work; nothing here compiles."""
     if isinstance(grid, Mapping):
         grid = Grid(**grid)
@@ -239,6 +335,17 @@ def _plan(loss_fn, init, optimizer, grid, steps, record_every, seed, data, batch
             f"steps 0, k, 2k, ..., steps, so choose a divisor of {steps}"
         )
     segments = positive_int("segments", segments)
+    if record not in ("full", "summary"):
+        raise ValueError(f"record must be 'full' (trajectories) or 'summary' (min, first step "
+                         f"below target, final), got {record!r}")
+    if target is not None:
+        if isinstance(target, bool) or not isinstance(target, (int, float, np.floating,
+                                                               np.integer)):
+            raise ValueError(f"target must be a number (a loss threshold), got {target!r}")
+        if math.isnan(target):
+            raise ValueError("target must be a number (a loss threshold), got nan")
+    elif stop_at_target:
+        raise ValueError("stop_at_target needs target=<loss threshold>")
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be callable, got {loss_fn!r}")
     if not callable(init):
@@ -258,20 +365,26 @@ def _plan(loss_fn, init, optimizer, grid, steps, record_every, seed, data, batch
                              f"({jax.tree.structure(data)}), got {jax.tree.structure(val_data)}")
     takes_config = _takes_config(loss_fn)
     axes = tuple((n, str(v.dtype)) for n, v in grid.axes.items())
+    histories = record == "full"
     specs = [_Spec(loss_fn, takes_config, init, o, axes, record_every, batch_size,
-                   data is not None, bool(record_params), val_data is not None) for o in opts]
+                   data is not None, bool(record_params) and histories, val_data is not None,
+                   histories, bool(stop_at_target)) for o in opts]
 
     flat = grid.flat()
-    carry_shape, params_shape = _check_shapes(specs[0], flat, seed, (data, val_data))
+    target = -math.inf if target is None else float(target)
+    carry_shape, params_shape = _check_shapes(specs[0], flat, seed, (data, val_data, target))
     for spec in specs[1:]:
-        _check_shapes(spec, flat, seed, (data, val_data))
+        _check_shapes(spec, flat, seed, (data, val_data, target))
 
     n_rec = steps // record_every
     seg_records = _segment_records(n_rec, segments)
     devices = jax.local_devices()
     n_dev = len(devices) if shard else 1
-    per_config = _bytes(carry_shape) * 4 + seg_records * (
-        8 + (_bytes(params_shape) if record_params else 0)) * 2
+    per_record = 8 + (_bytes(params_shape) if specs[0].record_params else 0)
+    # carry, its donated copy and the optimizer's temporaries; the chunk's trajectories
+    # (all records) and one segment's records before they are written in
+    per_config = _bytes(carry_shape) * 4 + (
+        (n_rec + 1 + seg_records) * per_record if histories else 0)
     if data is not None:
         per_config += 2 * _bytes(data) // max(1, jax.tree.leaves(data)[0].shape[0]) * (
             batch_size or jax.tree.leaves(data)[0].shape[0])
@@ -291,7 +404,7 @@ def _plan(loss_fn, init, optimizer, grid, steps, record_every, seed, data, batch
         sharding = NamedSharding(mesh, PartitionSpec("config"))
         replicated = NamedSharding(mesh, PartitionSpec())
     return _Plan(specs, multi, grid, flat, steps, record_every, int(seed), data, val_data, chunk,
-                 n_chunks, seg_records, sharding, replicated)
+                 n_chunks, seg_records, sharding, replicated, target, bool(compact))
 
 
 def _execute(plan: _Plan, progress: bool | None, out=None, checkpoint_seconds=30.0) -> Result:
@@ -305,150 +418,220 @@ def _execute(plan: _Plan, progress: bool | None, out=None, checkpoint_seconds=30
                 return load(store.path(checkpoint.RESULT))
             plan = _relayout(plan, layout)
             _say(f"bpjax: resuming the sweep in {store.out}")
-    n, chunk = plan.grid.size, plan.chunk
-    n_rec = plan.steps // plan.record_every
-    n_opt = len(plan.specs)
+    n = plan.grid.size
     data = (plan.data, plan.val_data)
     if plan.data is not None and plan.replicated is not None:
         data = jax.device_put(data, plan.replicated)
+    datas = data + (plan.target,)
     base_seed = np.uint32(plan.seed)
     resume = store.load_progress() if store else None
 
-    loss = None
-    diverged_at = np.empty((n_opt, n), np.int32)
-    params = final = best = None
-    bar = Progress(n_opt * n * plan.steps, "sweep", progress)
+    host = None
+    bar = Progress(len(plan.specs) * n * plan.steps, "sweep", progress)
     t0 = time.perf_counter()
     for o, spec in enumerate(plan.specs):
-        fns = _compiled(spec)
+        fns = _compiled(spec, plan.sharding)
         for c in range(plan.n_chunks):
-            lo, hi = c * chunk, min((c + 1) * chunk, n)
-            m = hi - lo
+            lo, hi = c * plan.chunk, min((c + 1) * plan.chunk, n)
             configs = _chunk_configs(plan, lo, hi)
-            shapes = jax.eval_shape(fns.init, configs, base_seed, data)
-            if final is None:  # host buffers in the run's own dtypes (float64 under x64)
-                loss = np.empty((n_opt, n, n_rec + 1), shapes.loss.dtype)
-                final = _alloc(shapes.params, (n_opt, n))
-                if spec.record_params:
-                    params = _alloc(shapes.params, (n_opt, n, n_rec + 1))
-                if shapes.best is not None:
-                    best = _Best(np.empty((n_opt, n, n_rec + 1), shapes.loss.dtype),
-                                 _alloc(shapes.best, (n_opt, n)))
-            rows = _Rows(loss, diverged_at, final, params, o, lo, hi, best)
+            if host is None:  # host arrays in the run's own dtypes (float64 under x64)
+                host = _Host(plan, jax.eval_shape(fns.init, configs, base_seed, datas),
+                             store.out if store else None)
             saved = store.load_chunk(o, c) if store else None
             if saved is not None:
-                rows.put_chunk(saved)
-                bar.update(m * plan.steps, "(from checkpoint)")
+                host.put_chunk(o, lo, hi, saved)
+                bar.update((hi - lo) * plan.steps, "(from checkpoint)")
                 continue
-            if resume is not None and tuple(resume["position"][:2]) == (o, c):
-                done = int(resume["position"][2])
-                leaves = [resume[f"carry/{i}"] for i in range(len(jax.tree.leaves(shapes)))]
-                carry = jax.tree.unflatten(jax.tree.structure(shapes), leaves)
-                carry = jax.device_put(carry, plan.sharding) if plan.sharding else carry
-                rows.put_records(resume, done)
-                bar.update(m * done * plan.record_every, "(from checkpoint)")
-            else:
-                done = 0
-                carry = fns.init(configs, base_seed, data)
-                if o == 0:
-                    _check_initial(carry, plan, lo, hi)
-                rows.keep((carry.loss[:, None], jax.tree.map(lambda x: x[:, None], carry.params)
-                           if params is not None else None,
-                           carry.best.loss[:, None] if best else None), 0, 1)
-            last_save = time.perf_counter()
-            pending = None
-            while done < n_rec:
-                k = min(plan.seg_records, n_rec - done)
-                start = np.int32(done * plan.record_every)
-                carry, records = fns.segment(carry, configs, base_seed, data, start, k)
-                if pending is not None:  # copy the previous segment while this one runs
-                    rows.keep(*pending)
-                pending = (records, done + 1, k)
-                done += k
-                bar.update(m * k * plan.record_every, f"{spec.opt.name} chunk {c + 1}")
-                if store and done < n_rec and time.perf_counter() - last_save >= checkpoint_seconds:
-                    rows.keep(*pending)
-                    pending = None
-                    host = [np.asarray(x) for x in jax.tree.leaves(carry)]
-                    store.save_progress(o, c, done, host, rows.records(done))
-                    last_save = time.perf_counter()
-            if pending is not None:
-                rows.keep(*pending)
-            rows.put_final(carry)
+            here = resume if resume is not None and tuple(resume["position"][:2]) == (o, c) \
+                else None
+            carry, hist, loss0 = _run_chunk(plan, spec, fns, host, configs, base_seed, datas,
+                                            (o, c, lo, hi), here, store, checkpoint_seconds, bar)
+            host.put(o, lo, hi, carry, hist, loss0)
             if store:
-                store.save_chunk(o, c, rows.chunk())
+                store.save_chunk(o, c, host.chunk(o, lo, hi))
     bar.close()
-    result = _result(plan, loss, diverged_at, final, params, time.perf_counter() - t0, best)
+    result = _result(plan, host, time.perf_counter() - t0)
     result.meta["fingerprint"] = (store.fingerprint if store
                                   else checkpoint.fingerprint(_describe(plan)))
     if store:
-        store.finish(result)
+        store.finish(result, external=host.files())
     return result
 
 
-class _Best(NamedTuple):
-    """Host arrays of early stopping: validation loss per record, and engine.Best."""
+def _run_chunk(plan, spec, fns, host, configs, base_seed, datas, where, resume, store,
+               checkpoint_seconds, bar):
+    """Trains one chunk segment by segment; returns its final carry, trajectories (host
+    arrays, or None) and losses at step 0."""
+    o, c, lo, hi = where
+    m, n_rec = hi - lo, plan.steps // plan.record_every
+    n_dev = 1 if plan.sharding is None else len(plan.sharding.mesh.devices.flat)
+    shapes = host.carry_shapes
+    if resume is not None:
+        done = int(resume["position"][2])
+        leaves = [resume[f"carry/{i}"] for i in range(len(jax.tree.leaves(shapes)))]
+        carry = jax.tree.unflatten(jax.tree.structure(shapes), leaves)
+        hist = host.chunk_histories(plan.chunk, n_rec + 1)
+        for h, saved in zip(jax.tree.leaves(hist), host.saved_histories(resume)):
+            h[:m, : done + 1] = saved
+        carry, hist = _put(plan, carry), _put(plan, hist)
+        loss0 = resume["loss0"]
+        active = resume["active"] if resume["active"].size else None
+        if active is not None and hist is not None:  # columns after done: not saved
+            hist = _freeze(hist, _mask(active, plan.chunk), np.int32(done))
+        bar.update(m * done * plan.record_every, "(from checkpoint)")
+    else:
+        done, active = 0, None
+        carry = fns.init(configs, base_seed, datas)
+        if o == 0:
+            _check_initial(carry, plan, lo, hi)
+        hist = fns.histories(carry, n_rec + 1)
+        loss0 = np.asarray(carry.summary.last)[:m]
+    last_save = time.perf_counter()
+    while done < n_rec:
+        if plan.compact:  # drop the runs that can no longer change
+            live = np.flatnonzero(np.asarray(_running(carry, spec.stop))[:m])
+            if live.size == 0:
+                break
+            size = _bucket(live.size, plan.chunk, n_dev)
+            if size == plan.chunk:
+                active = None
+            elif active is None or active.size != size:
+                active = np.full(size, plan.chunk, np.int32)  # padding rows are dropped
+                active[: live.size] = live
+                if hist is not None:
+                    hist = _freeze(hist, _mask(live, plan.chunk), np.int32(done))
+        k = min(plan.seg_records, n_rec - done)
+        start, col = np.int32(done * plan.record_every), np.int32(done + 1)
+        host.config_steps += (plan.chunk if active is None else active.size) * k \
+            * plan.record_every
+        if active is None:
+            carry, hist = fns.segment(carry, hist, configs, base_seed, datas, start, col, k)
+        else:
+            carry, hist = fns.compacted(carry, hist, active, configs, base_seed, datas, start,
+                                        col, k)
+        done += k
+        bar.update(m * k * plan.record_every, f"{spec.opt.name} chunk {c + 1}")
+        if store and done < n_rec and time.perf_counter() - last_save >= checkpoint_seconds:
+            leaves = [np.asarray(x) for x in jax.tree.leaves(carry)]
+            saved = {f"history/{i}": np.asarray(h)[:m, : done + 1]
+                     for i, h in enumerate(jax.tree.leaves(hist))}
+            store.save_progress(o, c, done, leaves, saved | {
+                "loss0": loss0, "active": np.zeros(0, np.int32) if active is None else active})
+            last_save = time.perf_counter()
+    if done < n_rec:  # every run stopped: the rest of each trajectory repeats its last record
+        bar.update(m * (n_rec - done) * plan.record_every, "(all runs stopped)")
+        if hist is not None:
+            hist = _freeze(hist, np.zeros(plan.chunk, bool), np.int32(done))
+    return carry, hist, loss0
 
-    val_loss: np.ndarray  # (optimizers, configs, records)
-    best: engine.Best  # leaves (optimizers, configs, ...)
+
+def _put(plan: _Plan, tree):
+    return jax.device_put(tree, plan.sharding) if plan.sharding else jax.device_put(tree)
 
 
-class _Rows:
-    """The host arrays' rows of one chunk, [o, lo:hi]; reads and writes them."""
+class _Host:
+    """The sweep's host arrays, indexed [optimizer, config, ...].
 
-    def __init__(self, loss, diverged_at, final, params, o, lo, hi, best=None):
-        self.loss, self.diverged_at, self.final, self.params = loss, diverged_at, final, params
-        self.best = best
-        self.o, self.lo, self.hi = o, lo, hi
-        self.rows = (o, slice(lo, hi))
+    Trajectories (loss, params, validation loss: ``[o, config, record, ...]``) live in
+    memory, or, given a folder, in ``.npy`` files there written one chunk at a time
+    (a chunk's rows are one contiguous block). Per-run values (diverged_at, final
+    params, best, summaries) and, with ``record="summary"``, the losses at the
+    start and end, live in memory.
+    """
 
-    def keep(self, records, first: int, k: int) -> None:
-        rec_loss, rec_params, rec_val = records
-        m = self.hi - self.lo
-        self.loss[self.o, self.lo:self.hi, first:first + k] = np.asarray(rec_loss)[:m]
-        if self.params is not None:
-            _store(self.params, rec_params, self.rows + (slice(first, first + k),), m)
-        if self.best is not None:
-            self.best.val_loss[self.o, self.lo:self.hi, first:first + k] = np.asarray(rec_val)[:m]
+    def __init__(self, plan: _Plan, shapes: engine.Carry, folder: str | None):
+        self.carry_shapes = shapes
+        self.config_steps = 0  # computed by this call, padding and compaction included
+        self.n_opt, self.n = len(plan.specs), plan.grid.size
+        lead = (self.n_opt, self.n)
+        spec = plan.specs[0]
+        self.full = spec.histories
+        self.folder = folder if spec.histories else None
+        n_cols = plan.steps // plan.record_every + 1
+        dtype = shapes.loss.dtype
+        self.histories: dict[str, np.ndarray] = {}
+        if spec.histories:
+            leaves = [("loss", shapes.loss)]
+            if spec.record_params:
+                leaves += [(f"params/{i}", x) for i, x in enumerate(jax.tree.leaves(shapes.params))]
+            if shapes.best is not None:
+                leaves.append(("val_loss", shapes.loss))
+            for i, (name, x) in enumerate(leaves):
+                self.histories[name] = self._array(i, lead + (n_cols,) + x.shape[1:], x.dtype)
+        else:
+            self.histories["loss"] = np.empty(lead + (2,), dtype)
+        self.finals = {"diverged_at": np.empty(lead, np.int32)}
+        for i, x in enumerate(jax.tree.leaves(shapes.params)):
+            self.finals[f"final/{i}"] = np.empty(lead + x.shape[1:], x.dtype)
+        for group in ("best", "summary"):
+            for i, x in enumerate(jax.tree.leaves(getattr(shapes, group))):
+                self.finals[f"{group}/{i}"] = np.empty(lead + x.shape[1:], x.dtype)
 
-    def put_final(self, carry) -> None:
-        _store(self.final, carry.params, self.rows, self.hi - self.lo)
-        self.diverged_at[self.rows] = np.asarray(carry.diverged_at)[: self.hi - self.lo]
-        if self.best is not None:
-            _store(self.best.best, carry.best, self.rows, self.hi - self.lo)
+    def _array(self, i: int, shape, dtype) -> np.ndarray:
+        if self.folder is None:
+            return np.empty(shape, dtype)
+        path = os.path.join(self.folder, f"history-{i}.npy")
+        if os.path.exists(path):  # resuming: keep the chunks already written
+            try:
+                a = np.load(path, mmap_mode="r+")
+            except (OSError, ValueError):  # killed while creating it: no chunk is in it yet
+                a = None
+            if a is not None and a.shape == shape and a.dtype == dtype:
+                return a
+        return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
 
-    def _histories(self):
-        yield "loss", self.loss
-        if self.params is not None:
-            for i, leaf in enumerate(jax.tree.leaves(self.params)):
-                yield f"params/{i}", leaf
-        if self.best is not None:
-            yield "val_loss", self.best.val_loss
+    def files(self) -> dict[str, np.ndarray]:
+        """The trajectories written to files (name -> memory-mapped array)."""
+        return dict(self.histories) if self.folder else {}
 
-    def _finals(self):
-        yield "diverged_at", self.diverged_at
-        for i, leaf in enumerate(jax.tree.leaves(self.final)):
-            yield f"final/{i}", leaf
-        if self.best is not None:
-            for i, leaf in enumerate(jax.tree.leaves(self.best.best)):
-                yield f"best/{i}", leaf
+    def chunk_histories(self, chunk: int, n_cols: int):
+        """Zeroed host buffers shaped like one chunk's device trajectories."""
+        if not self.full:
+            return None
+        s = self.carry_shapes
+        first = (s.loss, s.params if "params/0" in self.histories else None,
+                 s.loss if "val_loss" in self.histories else None)
+        return jax.tree.map(lambda x: np.zeros((chunk, n_cols) + x.shape[1:], x.dtype), first)
 
-    def records(self, done: int) -> dict[str, np.ndarray]:
-        return {name: a[self.rows][:, : done + 1] for name, a in self._histories()}
+    def saved_histories(self, saved: dict):
+        return [saved[f"history/{i}"] for i in range(len(self.histories))]
 
-    def put_records(self, saved: dict, done: int) -> None:
-        for name, a in self._histories():
-            a[self.rows][:, : done + 1] = saved[name]
+    def _write(self, a: np.ndarray, o: int, lo: int, block: np.ndarray) -> None:
+        if isinstance(a, np.memmap):  # one contiguous block, written through the file
+            block = np.ascontiguousarray(block, a.dtype)
+            row = block.nbytes // max(1, block.shape[0])
+            with open(a.filename, "r+b") as f:
+                f.seek(a.offset + (o * self.n + lo) * row)
+                f.write(memoryview(block).cast("B"))
+        else:
+            a[o, lo: lo + block.shape[0]] = block
 
-    def chunk(self) -> dict[str, np.ndarray]:
-        out = self.records(self.loss.shape[-1] - 1)
-        out.update((name, a[self.rows]) for name, a in self._finals())
+    def put(self, o: int, lo: int, hi: int, carry, hist, loss0) -> None:
+        m = hi - lo
+        if hist is not None:
+            for name, h in zip(self.histories, jax.tree.leaves(hist)):
+                self._write(self.histories[name], o, lo, np.asarray(h)[:m])
+        else:
+            self.histories["loss"][o, lo:hi, 0] = loss0
+            self.histories["loss"][o, lo:hi, 1] = np.asarray(carry.summary.last)[:m]
+        self.finals["diverged_at"][o, lo:hi] = np.asarray(carry.diverged_at)[:m]
+        for group in ("params", "best", "summary"):
+            name = "final" if group == "params" else group
+            for i, x in enumerate(jax.tree.leaves(getattr(carry, group))):
+                self.finals[f"{name}/{i}"][o, lo:hi] = np.asarray(x)[:m]
+
+    def chunk(self, o: int, lo: int, hi: int) -> dict[str, np.ndarray]:
+        out = {name: a[o, lo:hi] for name, a in self.finals.items()}
+        if self.folder is None:  # else already in their files
+            out.update((f"history/{name}", a[o, lo:hi]) for name, a in self.histories.items())
         return out
 
-    def put_chunk(self, saved: dict) -> None:
-        self.put_records(saved, self.loss.shape[-1] - 1)
-        for name, a in self._finals():
-            a[self.rows] = saved[name]
+    def put_chunk(self, o: int, lo: int, hi: int, saved: dict) -> None:
+        for name, a in self.finals.items():
+            a[o, lo:hi] = saved[name]
+        if self.folder is None:
+            for name, a in self.histories.items():
+                a[o, lo:hi] = saved[f"history/{name}"]
 
 
 def _say(message: str) -> None:
@@ -485,7 +668,7 @@ def _describe(plan: _Plan) -> dict:
          {"val_data": checkpoint.digest(jax.tree.leaves(plan.val_data))})
 
 
-def _result(plan: _Plan, loss, diverged_at, final, params, elapsed, best=None) -> Result:
+def _result(plan: _Plan, host: _Host, elapsed: float) -> Result:
     grid = plan.grid
     lead = (len(plan.specs),) if plan.multi else ()
     shape = lead + grid.shape
@@ -494,16 +677,26 @@ def _result(plan: _Plan, loss, diverged_at, final, params, elapsed, best=None) -
     def shaped(a):  # (optimizers, configs, ...) -> [optimizer,] *grid.shape, ...
         return (a if plan.multi else a[0]).reshape(shape + a.shape[2:])
 
+    def tree(prefix, like):
+        n = len(jax.tree.leaves(like))
+        return jax.tree.unflatten(jax.tree.structure(like),
+                                  [shaped(host.finals[f"{prefix}/{i}"]) for i in range(n)])
+
+    shapes = host.carry_shapes
+    hist = host.histories
     coords = dict(grid.axes)
     if plan.multi:
         coords = {"optimizer": np.array(names), **coords}
-    coords["step"] = np.arange(0, plan.steps + 1, plan.record_every, dtype=np.int32)
-    loss_out = shaped(loss)
+    coords["step"] = (np.arange(0, plan.steps + 1, plan.record_every, dtype=np.int32)
+                      if host.full else np.array([0, plan.steps], np.int32))
+    loss_out = shaped(hist["loss"])
     meta = {
         "grid": {k: v.tolist() for k, v in grid.axes.items()},
         "optimizers": names,
         "steps": plan.steps,
         "record_every": plan.record_every,
+        "record": "full" if host.full else "summary",
+        "target": None if plan.target == -math.inf else plan.target,
         "seed": plan.seed,
         "batch_size": plan.specs[0].batch_size,
         "chunk_size": plan.chunk,
@@ -511,20 +704,33 @@ def _result(plan: _Plan, loss, diverged_at, final, params, elapsed, best=None) -
         "devices": [str(d) for d in jax.local_devices()] if plan.sharding else
                    [str(jax.local_devices()[0])],
         "elapsed_s": elapsed,
+        "config_steps": host.config_steps,
         "versions": _versions(),
     }
+    params = None
+    if "params/0" in hist:
+        n = len(jax.tree.leaves(shapes.params))
+        params = jax.tree.unflatten(jax.tree.structure(shapes.params),
+                                    [shaped(hist[f"params/{i}"]) for i in range(n)])
+    summary = tree("summary", shapes.summary)
+    best = {}
+    if shapes.best is not None:
+        b = tree("best", shapes.best)
+        best = dict(val_loss=shaped(hist["val_loss"]) if "val_loss" in hist else None,
+                    best_val_loss=b.loss, best_step=b.step, best_params=b.params)
     return Result(
         dims=tuple(coords)[:-1],
         coords=coords,
         loss=loss_out,
-        final_loss=loss_out[..., -1].copy(),
-        diverged_at=shaped(diverged_at),
-        final_params=jax.tree.map(shaped, final),
-        params=None if params is None else jax.tree.map(shaped, params),
+        final_loss=np.array(loss_out[..., -1]),
+        diverged_at=shaped(host.finals["diverged_at"]),
+        final_params=tree("final", shapes.params),
+        params=params,
         meta=meta,
-        **({} if best is None else dict(
-            val_loss=shaped(best.val_loss), best_val_loss=shaped(best.best.loss),
-            best_step=shaped(best.best.step), best_params=jax.tree.map(shaped, best.best.params))),
+        min_loss=summary.min,
+        min_step=summary.argmin,
+        reached_at=summary.reached_at,
+        **best,
     )
 
 
@@ -642,19 +848,6 @@ def _chunk_configs(plan: _Plan, lo: int, hi: int) -> dict:
     if plan.sharding is not None:
         return jax.device_put(configs, plan.sharding)
     return {k: jnp.asarray(v) for k, v in configs.items()}
-
-
-def _alloc(tree, lead: tuple[int, ...]):
-    return jax.tree.map(lambda x: np.empty(lead + tuple(x.shape[1:]), x.dtype), tree)
-
-
-def _store(dest, src, index, m: int) -> None:
-    """Copies the first ``m`` (unpadded) configurations of ``src`` into ``dest[index]``."""
-
-    def put(d, s):
-        d[index] = np.asarray(s)[:m]
-
-    jax.tree.map(put, dest, src)
 
 
 def _versions() -> dict:

@@ -35,7 +35,9 @@ def same(a, b):
 def test_out_folder_gives_the_same_result_and_reloads_it(reference, tmp_path, capsys):
     res = resume_case.run(tmp_path / "s")
     same(res, reference)
-    assert sorted(os.listdir(tmp_path / "s")) == ["result.npz", "sweep.json"]
+    # trajectories (loss, 4 params leaves) streamed to .npy files, the rest in result.npz
+    assert sorted(os.listdir(tmp_path / "s")) == [f"history-{i}.npy" for i in range(5)] + [
+        "result.npz", "sweep.json"]
     again = resume_case.run(tmp_path / "s")
     assert "holds this finished sweep" in capsys.readouterr().err
     same(again, reference)
