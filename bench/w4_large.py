@@ -61,8 +61,9 @@ def main() -> None:
         return
     import jax
 
+    dev = jax.devices()[0]
     print(f"W4: seed-000 net, W1 at scale, {a.steps} steps, SGD lr 0.1, records every 10\n"
-          f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}")
+          f"device: {dev.device_kind} ({jax.default_backend()}), jax {jax.__version__}")
     rows = [("4096, in memory", 4096, "memory"), (f"{a.configs}, streamed to disk", a.configs,
                                                   "disk"),
             (f"{a.summary}, summaries only", a.summary, "summary")]

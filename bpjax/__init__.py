@@ -2,11 +2,15 @@
 
 __version__ = "0.1.0"
 
-from bpjax import init, nets, optim, problems
-from bpjax.grid import Grid
-from bpjax.result import Result, load
-from bpjax.sweep import initial_params, sweep
-from bpjax.train import Run, train
+from bpjax import devices
 
-__all__ = ["Grid", "Result", "Run", "init", "initial_params", "load", "nets", "optim", "problems",
-           "sweep", "train"]
+devices.arrange()  # one JAX CPU device per core, before JAX initializes (see bpjax.devices)
+
+from bpjax import init  # noqa: E402, nets, optim, problems
+from bpjax.grid import Grid  # noqa: E402
+from bpjax.result import Result, load  # noqa: E402
+from bpjax.sweep import initial_params, sweep  # noqa: E402
+from bpjax.train import Run, train  # noqa: E402
+
+__all__ = ["Grid", "Result", "Run", "devices", "init", "initial_params", "load", "nets", "optim",
+           "problems", "sweep", "train"]

@@ -121,7 +121,8 @@ class Store:
         """
         path = self.path(SWEEP_JSON)
         if not os.path.exists(path):
-            if any(n.startswith(("chunk-", "progress", "result", "history-")) for n in os.listdir(self.out)):
+            ours = ("chunk-", "progress", "result", "history-")
+            if any(n.startswith(ours) for n in os.listdir(self.out)):
                 raise ValueError(f"{self.out} holds sweep files but no {SWEEP_JSON}; "
                                  "use an empty folder")
             self._write_json(layout)

@@ -317,6 +317,8 @@ class _Plan(NamedTuple):
     replicated: Any
     target: float = -math.inf
     compact: bool = True
+    n: int = 0  # configurations this process runs (all of them, with one process)
+    procs: int = 1  # processes sharing the grid (jax.distributed), each a slice of it
 
 
 def _plan(loss_fn, init, optimizer, grid, steps, record_every, seed, data, batch_size,
@@ -371,6 +373,12 @@ def _plan(loss_fn, init, optimizer, grid, steps, record_every, seed, data, batch
                    histories, bool(stop_at_target)) for o in opts]
 
     flat = grid.flat()
+    procs = jax.process_count()
+    n = grid.size
+    if procs > 1:  # this process's slice of the grid, padded so every slice has one shape
+        n = math.ceil(grid.size / procs)
+        rows = np.arange(jax.process_index() * n, (jax.process_index() + 1) * n)
+        flat = {k: v[np.where(rows < grid.size, rows, 0)] for k, v in flat.items()}
     target = -math.inf if target is None else float(target)
     carry_shape, params_shape = _check_shapes(specs[0], flat, seed, (data, val_data, target))
     for spec in specs[1:]:
@@ -392,23 +400,27 @@ def _plan(loss_fn, init, optimizer, grid, steps, record_every, seed, data, batch
         budget = _default_memory(devices[0]) if max_memory is None else int(max_memory)
         if budget <= 0:
             raise ValueError(f"max_memory must be positive bytes, got {max_memory}")
-        chunk = max(1, min(grid.size, budget // per_config))
+        chunk = max(1, min(n, budget // per_config))
     else:
-        chunk = min(positive_int("chunk_size", chunk_size), grid.size)
+        chunk = min(positive_int("chunk_size", chunk_size), n)
     chunk = max(n_dev, chunk // n_dev * n_dev)
-    n_chunks = math.ceil(grid.size / chunk)
-    chunk = math.ceil(grid.size / n_chunks / n_dev) * n_dev  # balance the chunks
+    n_chunks = math.ceil(n / chunk)
+    chunk = math.ceil(n / n_chunks / n_dev) * n_dev  # balance the chunks
     sharding = replicated = None
     if n_dev > 1:
         mesh = Mesh(np.array(devices), ("config",))
         sharding = NamedSharding(mesh, PartitionSpec("config"))
         replicated = NamedSharding(mesh, PartitionSpec())
     return _Plan(specs, multi, grid, flat, steps, record_every, int(seed), data, val_data, chunk,
-                 n_chunks, seg_records, sharding, replicated, target, bool(compact))
+                 n_chunks, seg_records, sharding, replicated, target, bool(compact), n, procs)
 
 
 def _execute(plan: _Plan, progress: bool | None, out=None, checkpoint_seconds=30.0) -> Result:
     store = None
+    if out is not None and plan.procs > 1:
+        raise ValueError(f"out= is not supported across {plan.procs} processes yet: each "
+                         "process's slice comes back in memory; save the gathered result "
+                         "from one process (res.save) instead")
     if out is not None:
         store = checkpoint.Store(out, _describe(plan))
         layout = store.open({"chunk": plan.chunk, "seg_records": plan.seg_records})
@@ -418,7 +430,7 @@ def _execute(plan: _Plan, progress: bool | None, out=None, checkpoint_seconds=30
                 return load(store.path(checkpoint.RESULT))
             plan = _relayout(plan, layout)
             _say(f"bpjax: resuming the sweep in {store.out}")
-    n = plan.grid.size
+    n = plan.n
     data = (plan.data, plan.val_data)
     if plan.data is not None and plan.replicated is not None:
         data = jax.device_put(data, plan.replicated)
@@ -442,14 +454,16 @@ def _execute(plan: _Plan, progress: bool | None, out=None, checkpoint_seconds=30
                 host.put_chunk(o, lo, hi, saved)
                 bar.update((hi - lo) * plan.steps, "(from checkpoint)")
                 continue
-            here = resume if resume is not None and tuple(resume["position"][:2]) == (o, c) \
-                else None
+            mid = resume is not None and tuple(resume["position"][:2]) == (o, c)
             carry, hist, loss0 = _run_chunk(plan, spec, fns, host, configs, base_seed, datas,
-                                            (o, c, lo, hi), here, store, checkpoint_seconds, bar)
+                                            (o, c, lo, hi), resume if mid else None, store,
+                                            checkpoint_seconds, bar)
             host.put(o, lo, hi, carry, hist, loss0)
             if store:
                 store.save_chunk(o, c, host.chunk(o, lo, hi))
     bar.close()
+    if plan.procs > 1:
+        host.gather(plan.grid.size)
     result = _result(plan, host, time.perf_counter() - t0)
     result.meta["fingerprint"] = (store.fingerprint if store
                                   else checkpoint.fingerprint(_describe(plan)))
@@ -542,7 +556,7 @@ class _Host:
     def __init__(self, plan: _Plan, shapes: engine.Carry, folder: str | None):
         self.carry_shapes = shapes
         self.config_steps = 0  # computed by this call, padding and compaction included
-        self.n_opt, self.n = len(plan.specs), plan.grid.size
+        self.n_opt, self.n = len(plan.specs), plan.n
         lead = (self.n_opt, self.n)
         spec = plan.specs[0]
         self.full = spec.histories
@@ -620,6 +634,18 @@ class _Host:
             for i, x in enumerate(jax.tree.leaves(getattr(carry, group))):
                 self.finals[f"{name}/{i}"][o, lo:hi] = np.asarray(x)[:m]
 
+    def gather(self, n: int) -> None:
+        """Every process's slice, in grid order, in every process (jax.distributed)."""
+        from jax.experimental import multihost_utils
+
+        for arrays in (self.histories, self.finals):
+            for name, a in arrays.items():
+                slices = np.asarray(multihost_utils.process_allgather(a))
+                arrays[name] = np.concatenate(list(slices), axis=1)[:, :n]
+        split = np.array(divmod(self.config_steps, 1 << 30), np.int32)  # int32 on the wire
+        hi, lo = np.asarray(multihost_utils.process_allgather(split)).sum(0)
+        self.config_steps = int(hi) * (1 << 30) + int(lo)
+
     def chunk(self, o: int, lo: int, hi: int) -> dict[str, np.ndarray]:
         out = {name: a[o, lo:hi] for name, a in self.finals.items()}
         if self.folder is None:  # else already in their files
@@ -644,7 +670,7 @@ def _relayout(plan: _Plan, layout: dict) -> _Plan:
     sharding, replicated = plan.sharding, plan.replicated
     if sharding is not None and chunk % len(sharding.mesh.devices.flat):
         sharding = replicated = None
-    return plan._replace(chunk=chunk, n_chunks=math.ceil(plan.grid.size / chunk),
+    return plan._replace(chunk=chunk, n_chunks=math.ceil(plan.n / chunk),
                          seg_records=int(layout["seg_records"]), sharding=sharding,
                          replicated=replicated)
 
@@ -703,6 +729,7 @@ def _result(plan: _Plan, host: _Host, elapsed: float) -> Result:
         "n_chunks": plan.n_chunks,
         "devices": [str(d) for d in jax.local_devices()] if plan.sharding else
                    [str(jax.local_devices()[0])],
+        "processes": plan.procs,
         "elapsed_s": elapsed,
         "config_steps": host.config_steps,
         "versions": _versions(),

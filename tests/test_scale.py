@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 
 import bpjax
-from bpjax import checkpoint, problems
+from bpjax import checkpoint, losses, nets, problems
 from bpjax import init as initializers
-from bpjax import losses, nets
 
 NET = nets.mlp([2, 8, 1], activation="tanh")
 LOSS = losses.supervised(NET.apply, "mse")
