@@ -6,15 +6,14 @@
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(__file__))
-os.environ["BPJAX_CPU_DEVICES"] = "1"
-
-import jax  # noqa: E402
-
-jax.config.update("jax_cpu_collectives_implementation", "gloo")
-
 
 def main(rank: int, procs: int, port: int, out: str) -> None:
+    # (all of this here, not at import: pytest imports this file to look for doctests)
+    sys.path.insert(0, os.path.dirname(__file__))
+    os.environ["BPJAX_CPU_DEVICES"] = "1"
+    import jax
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=f"localhost:{port}", num_processes=procs,
                                process_id=rank)
     import numpy as np
