@@ -1,9 +1,13 @@
 """``sweep``: every configuration of a grid trained in one compiled, vmapped call.
 
-The grid is flattened to N configurations and cut into equal chunks (sized from
-a memory estimate), each chunk sharded over the local devices; each chunk runs
-in segments of whole records (progress, and the boundary where checkpoints are
-written). Compiled functions are cached on (loss, init, optimizer, static
+The grid is flattened to N configurations (split across processes under
+``jax.distributed``) and cut into equal chunks (sized from a memory estimate),
+each chunk sharded over the local devices; each chunk runs in segments of whole
+records. Segment boundaries are where progress is shown, checkpoints are
+written, and runs that diverged or stopped are dropped (the live ones re-packed
+into a power-of-two batch). A chunk's trajectories accumulate on the device and
+come back once per chunk, as one contiguous block, into memory or a ``.npy``
+file. Compiled functions are cached on (loss, init, optimizer, static
 settings), so a new grid of the same shape does not recompile.
 """
 
