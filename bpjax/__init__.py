@@ -6,7 +6,7 @@ from bpjax import devices
 
 devices.arrange()  # one JAX CPU device per core, before JAX initializes (see bpjax.devices)
 
-from bpjax import init  # noqa: E402, nets, optim, problems
+from bpjax import init, nets, optim, problems  # noqa: E402
 from bpjax.grid import Grid  # noqa: E402
 from bpjax.result import Result, load  # noqa: E402
 from bpjax.sweep import initial_params, sweep  # noqa: E402

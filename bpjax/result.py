@@ -236,11 +236,27 @@ def atomic_write_text(path, text: str) -> None:
 
 def _digest(a: np.ndarray) -> str:
     h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
+    if _whole_file(a):  # read the file, not the mapping: page cache is not our memory
+        with open(a.filename, "rb") as f:
+            f.seek(a.offset)
+            while block := f.read(64 << 20):
+                h.update(block)
+        return h.hexdigest()
     flat = a.reshape(-1) if a.flags.c_contiguous else np.ascontiguousarray(a).reshape(-1)
     step = max(1, (64 << 20) // max(1, a.itemsize))  # 64 MB at a time: no copy of a file
     for i in range(0, flat.size, step):
         h.update(flat[i: i + step].tobytes())
     return h.hexdigest()
+
+
+def _whole_file(a: np.ndarray) -> bool:
+    """Whether ``a`` is a memory-mapped array covering all of its file's data."""
+    if not isinstance(a, np.memmap) or not a.filename or not a.flags.c_contiguous:
+        return False
+    try:
+        return a.nbytes == os.path.getsize(a.filename) - a.offset
+    except OSError:
+        return False
 
 
 def _flatten(tree, prefix: str, out: dict) -> Any:

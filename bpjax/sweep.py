@@ -31,7 +31,7 @@ from bpjax.grid import Grid
 from bpjax.progress import Progress
 from bpjax.result import Result, load
 
-DEFAULT_CPU_MEMORY = 2 << 30
+DEFAULT_CPU_MEMORY = 1 << 30  # on CPU the device is the host: its buffers and their copies
 
 
 class _Spec(NamedTuple):
@@ -280,7 +280,7 @@ def sweep(
         would have been; live runs may differ from an uncompacted sweep in the
         last bits where XLA's code depends on the batch size.
       max_memory: device bytes a chunk may use (default: half the device memory,
-        or 2 GiB on CPU). ``chunk_size`` overrides the estimate.
+        or 1 GiB on CPU). ``chunk_size`` overrides the estimate.
       segments: how many pieces each chunk's run is cut into, for progress.
       shard: shard the configuration axis over all local devices.
       progress: show a progress bar (default: when stderr is a terminal).
@@ -394,9 +394,9 @@ def _plan(loss_fn, init, optimizer, grid, steps, record_every, seed, data, batch
     n_dev = len(devices) if shard else 1
     per_record = 8 + (_bytes(params_shape) if specs[0].record_params else 0)
     # carry, its donated copy and the optimizer's temporaries; the chunk's trajectories
-    # (all records) and one segment's records before they are written in
+    # (all records) on the device and their copy on the host, and one segment's records
     per_config = _bytes(carry_shape) * 4 + (
-        (n_rec + 1 + seg_records) * per_record if histories else 0)
+        (2 * (n_rec + 1) + seg_records) * per_record if histories else 0)
     if data is not None:
         per_config += 2 * _bytes(data) // max(1, jax.tree.leaves(data)[0].shape[0]) * (
             batch_size or jax.tree.leaves(data)[0].shape[0])
@@ -753,7 +753,7 @@ def _result(plan: _Plan, host: _Host, elapsed: float) -> Result:
         dims=tuple(coords)[:-1],
         coords=coords,
         loss=loss_out,
-        final_loss=np.array(loss_out[..., -1]),
+        final_loss=summary.last,  # (the last record, without reading a mapped file)
         diverged_at=shaped(host.finals["diverged_at"]),
         final_params=tree("final", shapes.params),
         params=params,
