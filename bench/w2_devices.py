@@ -27,7 +27,7 @@ def one(n: int, steps: int, out: str) -> None:
     net = nets.mlp([2, 8, 1], activation="tanh")
     loss = losses.supervised(net.apply, "mse")
     init = lambda c, k: net.init(k, w_init=bpjax.init.normal(1.0))  # noqa: E731
-    grid = bpjax.Grid(lr=[0.5], seed=np.arange(n))
+    grid = bpjax.Grid(lr=[0.1], seed=np.arange(n))  # no run diverges (measured)
     res = {}
 
     def run():
@@ -63,7 +63,7 @@ def main() -> None:
             print(f"  {label:>10} ({r['devices']} device(s)): {r['seconds']:.3f} s", flush=True)
         a, b = np.load(f"{tmp}/0.npy"), np.load(f"{tmp}/1.npy")
     print(f"  one device per core: x{times['1 device'] / times['1 per core']:.2f} faster; "
-          f"losses agree to {np.max(np.abs(a - b) / np.maximum(np.abs(a), 1e-30)):.1e} relative")
+          f"losses agree to {np.max(np.abs(a - b)):.1e} absolute")
 
 
 if __name__ == "__main__":
