@@ -38,14 +38,14 @@ def main(n: int, steps: int) -> None:
     dead = off.diverged
     assert np.array_equal(off.diverged_at, on.diverged_at)
     assert np.array_equal(off.loss[dead], on.loss[dead])
-    moved = np.max(np.abs(on.loss[~dead] - off.loss[~dead]) / np.maximum(off.loss[~dead], 1e-30))
+    moved = np.max(np.abs(on.loss[~dead] - off.loss[~dead]))  # (losses go to ~0: absolute)
     print(f"  diverged {dead.mean():.1%} of {grid.size}, all by step "
           f"{off.diverged_at[dead].max()} of {steps}")
     for c in (False, True):
         print(f"  compact={c!s:5}: {times[c]:8.3f} s, {results[c].meta['config_steps']:.3g} "
               f"config-steps computed")
     print(f"  compaction: x{times[False] / times[True]:.2f} faster; diverged runs' records "
-          f"identical, live runs' losses within {moved:.1e} relative")
+          f"identical, live runs' losses within {moved:.1e} (absolute; they start near 0.25-1)")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,11 @@ sweep compacts it away).
 Divergence guard: a step whose new params, loss or gradient is not finite is
 not taken. The run stays frozen at its last finite state (so it never poisons
 a reduction over the grid) and ``diverged_at`` holds the first step that
-would have been non-finite.
+would have been non-finite. The guard is a select over the whole carry at
+every step; a sweep runs a segment *optimistically* first (plain steps between
+records, one select per record) and runs it again with the guard only when a
+run met a non-finite value in it, so the guard costs little while runs are
+finite and the results are the same bits either way.
 """
 
 from collections.abc import Callable
@@ -109,15 +113,23 @@ def running(carry: Carry, stop: bool = False) -> jax.Array:
     return alive
 
 
-def step(carry: Carry, t, tx: optax.GradientTransformation, loss: Loss, batching: Batching, key,
-         stop: bool = False):
-    """Takes step t -> t + 1, unless the run diverged (or stopped) before or diverges now."""
+def advance(carry: Carry, t, tx: optax.GradientTransformation, loss: Loss, batching: Batching,
+            key):
+    """Takes step t -> t + 1 with no guard; returns the new carry and whether its params,
+    loss and gradient are all finite."""
     updates, opt_state = tx.update(carry.grad, carry.opt_state, carry.params)
     params = optax.apply_updates(carry.params, updates)
     value, grad = jax.value_and_grad(loss)(params, batching.batch(key, t + 1))
-    alive = running(carry, stop)
-    ok = alive & all_finite((params, value, grad))
     new = carry._replace(params=params, opt_state=opt_state, loss=value, grad=grad)
+    return new, all_finite((params, value, grad))
+
+
+def step(carry: Carry, t, tx: optax.GradientTransformation, loss: Loss, batching: Batching, key,
+         stop: bool = False):
+    """Takes step t -> t + 1, unless the run diverged (or stopped) before or diverges now."""
+    new, finite = advance(carry, t, tx, loss, batching, key)
+    alive = running(carry, stop)
+    ok = alive & finite
     carry = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, carry)
     return carry._replace(diverged_at=jnp.where(alive & ~ok, t + 1, carry.diverged_at))
 
@@ -162,6 +174,7 @@ def run_segment(
     target=None,
     stop: bool = False,
     keep: bool = True,
+    optimistic: bool = False,
 ):
     """Runs ``n_records * record_every`` steps from ``start_step``.
 
@@ -170,15 +183,37 @@ def run_segment(
     validation_loss_R or None)``, or None when not ``keep`` (summaries only). A
     carry with a ``Summary`` folds every record into it (``target`` is the loss
     threshold; with ``stop`` a run that reached it takes no more steps).
+
+    With ``optimistic``, the steps between two records are taken without the
+    per-step guard (a select over the whole carry at every step, which can cost
+    as much as the step itself for small nets): runs that are alive at a record
+    step take ``record_every`` plain steps, and only the runs that were not
+    alive keep their carry. A third value is returned, ``broken``: True for a run
+    that met a non-finite value in this segment. Where no run is broken the
+    result is exactly the guarded one; where one is, run the segment again from
+    the same carry without ``optimistic`` (``sweep`` does).
     """
 
-    def block(carry, b):
+    def block(state, b):
+        carry, broken = state
         first = start_step + b * record_every
+        steps = jnp.arange(record_every, dtype=jnp.int32)
+        if optimistic:
+            alive = running(carry, stop)
 
-        def one(c, i):
-            return step(c, first + i, tx, loss, batching, key, stop), None
+            def plain(s, i):
+                c, clean = s
+                c, finite = advance(c, first + i, tx, loss, batching, key)
+                return (c, clean & finite), None
 
-        carry, _ = jax.lax.scan(one, carry, jnp.arange(record_every, dtype=jnp.int32))
+            (new, clean), _ = jax.lax.scan(plain, (carry, jnp.bool_(True)), steps)
+            carry = jax.tree.map(lambda a, b: jnp.where(alive, a, b), new, carry)
+            broken = broken | (alive & ~clean)
+        else:
+            def one(c, i):
+                return step(c, first + i, tx, loss, batching, key, stop), None
+
+            carry, _ = jax.lax.scan(one, carry, steps)
         t = first + record_every
         val = None
         if validation is not None:
@@ -186,6 +221,8 @@ def run_segment(
         value, params = record(carry, loss, batching, record_params and keep)
         if carry.summary is not None:
             carry = carry._replace(summary=summarize(carry.summary, value, t, target))
-        return carry, ((value, params, val) if keep else None)
+        return (carry, broken), ((value, params, val) if keep else None)
 
-    return jax.lax.scan(block, carry, jnp.arange(n_records, dtype=jnp.int32))
+    (carry, broken), records = jax.lax.scan(block, (carry, jnp.bool_(False)),
+                                            jnp.arange(n_records, dtype=jnp.int32))
+    return (carry, records, broken) if optimistic else (carry, records)

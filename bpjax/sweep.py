@@ -61,7 +61,10 @@ class _Compiled(NamedTuple):
     init: Callable  # (configs, base_seed, datas) -> Carry, batched over configs
     histories: Callable  # (carry, n_cols) -> the chunk's history buffers, column 0 filled
     segment: Callable  # (carry, hist, configs, base_seed, datas, start, col, n_records)
+    #   -> (carry, hist, broken: whether a run met a non-finite value; False when guarded)
     compacted: Callable  # the same on the rows idx only: (carry, hist, idx, configs, ...)
+    fast: Callable  # segment, optimistic (see engine.run_segment); the carry is kept
+    fast_compacted: Callable  # compacted, optimistic
 
 
 _CACHE: dict = {}
@@ -127,15 +130,20 @@ def _compiled(spec: _Spec, sharding=None) -> _Compiled:
     def init_one(config, base_seed, datas):
         return _init_one(spec, config, base_seed, datas)
 
-    def segment_one(carry, config, base_seed, datas, start, n_records):
+    def segment_one(carry, config, base_seed, datas, start, n_records, optimistic):
         data, val_data, target = datas
         _, data_key, tx, loss, batching = _bind(spec, config, base_seed)
-        return engine.run_segment(carry, start, n_records, spec.record_every, tx, loss,
-                                  batching._replace(data=data), data_key, spec.record_params,
-                                  _validation(spec, loss, val_data), target, spec.stop,
-                                  keep=spec.histories)
+        out = engine.run_segment(carry, start, n_records, spec.record_every, tx, loss,
+                                 batching._replace(data=data), data_key, spec.record_params,
+                                 _validation(spec, loss, val_data), target, spec.stop,
+                                 keep=spec.histories, optimistic=optimistic)
+        return out if optimistic else out + (jnp.bool_(False),)
 
-    run = jax.vmap(segment_one, in_axes=(0, 0, None, None, None, None))
+    def run(carry, configs, base_seed, datas, start, n_records, optimistic):
+        one = partial(segment_one, n_records=n_records, optimistic=optimistic)
+        carry, records, broken = jax.vmap(one, in_axes=(0, 0, None, None, None))(
+            carry, configs, base_seed, datas, start)
+        return carry, records, jnp.any(broken)
 
     def histories(carry, n_cols):
         if not spec.histories:
@@ -149,31 +157,40 @@ def _compiled(spec: _Spec, sharding=None) -> _Compiled:
 
         return jax.tree.map(buffer, first)
 
-    def segment(carry, hist, configs, base_seed, datas, start, col, n_records):
-        carry, records = run(carry, configs, base_seed, datas, start, n_records)
+    def segment(carry, hist, configs, base_seed, datas, start, col, n_records, optimistic):
+        carry, records, broken = run(carry, configs, base_seed, datas, start, n_records,
+                                     optimistic)
         hist = jax.tree.map(lambda h, r: jax.lax.dynamic_update_slice_in_dim(h, r, col, 1),
                             hist, records)
-        return carry, hist
+        return carry, hist, broken
 
-    def compacted(carry, hist, idx, configs, base_seed, datas, start, col, n_records):
+    def compacted(carry, hist, idx, configs, base_seed, datas, start, col, n_records,
+                  optimistic):
         # idx: the live rows, padded with an out-of-range row (its results are dropped)
         def take(x):
             x = jnp.take(x, idx, axis=0, mode="clip")
             return x if sharding is None else jax.lax.with_sharding_constraint(x, sharding)
 
-        sub, records = run(jax.tree.map(take, carry), jax.tree.map(take, configs), base_seed,
-                           datas, start, n_records)
+        sub, records, broken = run(jax.tree.map(take, carry), jax.tree.map(take, configs),
+                                   base_seed, datas, start, n_records, optimistic)
         carry = jax.tree.map(lambda x, v: x.at[idx].set(v, mode="drop"), carry, sub)
         cols = col + jnp.arange(n_records)
         hist = jax.tree.map(lambda h, r: h.at[idx[:, None], cols[None, :]].set(r, mode="drop"),
                             hist, records)
-        return carry, hist
+        return carry, hist, broken
 
+    # Each segment runs optimistically first (its input carry kept: not donated), and
+    # again with the per-step guard from that carry where some run met a non-finite value.
     compiled = _Compiled(
         init=jax.jit(jax.vmap(init_one, in_axes=(0, None, None))),
         histories=jax.jit(histories, static_argnums=1),
-        segment=jax.jit(segment, static_argnums=7, donate_argnums=(0, 1)),
-        compacted=jax.jit(compacted, static_argnums=8, donate_argnums=(0, 1)),
+        segment=jax.jit(partial(segment, optimistic=False), static_argnums=7,
+                        donate_argnums=(0, 1)),
+        compacted=jax.jit(partial(compacted, optimistic=False), static_argnums=8,
+                          donate_argnums=(0, 1)),
+        fast=jax.jit(partial(segment, optimistic=True), static_argnums=7, donate_argnums=1),
+        fast_compacted=jax.jit(partial(compacted, optimistic=True), static_argnums=8,
+                               donate_argnums=1),
     )
     if len(_CACHE) >= _CACHE_SIZE:
         _CACHE.pop(next(iter(_CACHE)))
@@ -323,6 +340,7 @@ class _Plan(NamedTuple):
     compact: bool = True
     n: int = 0  # configurations this process runs (all of them, with one process)
     procs: int = 1  # processes sharing the grid (jax.distributed), each a slice of it
+    carry_shape: Any = None  # one configuration's Carry, as ShapeDtypeStructs
 
 
 def _plan(loss_fn, init, optimizer, grid, steps, record_every, seed, data, batch_size,
@@ -416,7 +434,8 @@ def _plan(loss_fn, init, optimizer, grid, steps, record_every, seed, data, batch
         sharding = NamedSharding(mesh, PartitionSpec("config"))
         replicated = NamedSharding(mesh, PartitionSpec())
     return _Plan(specs, multi, grid, flat, steps, record_every, int(seed), data, val_data, chunk,
-                 n_chunks, seg_records, sharding, replicated, target, bool(compact), n, procs)
+                 n_chunks, seg_records, sharding, replicated, target, bool(compact), n, procs,
+                 carry_shape)
 
 
 def _execute(plan: _Plan, progress: bool | None, out=None, checkpoint_seconds=30.0) -> Result:
@@ -451,8 +470,9 @@ def _execute(plan: _Plan, progress: bool | None, out=None, checkpoint_seconds=30
             lo, hi = c * plan.chunk, min((c + 1) * plan.chunk, n)
             configs = _chunk_configs(plan, lo, hi)
             if host is None:  # host arrays in the run's own dtypes (float64 under x64)
-                host = _Host(plan, jax.eval_shape(fns.init, configs, base_seed, datas),
-                             store.out if store else None)
+                shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct((plan.chunk,) + x.shape,
+                                                                     x.dtype), plan.carry_shape)
+                host = _Host(plan, shapes, store.out if store else None)
             saved = store.load_chunk(o, c) if store else None
             if saved is not None:
                 host.put_chunk(o, lo, hi, saved)
@@ -522,11 +542,14 @@ def _run_chunk(plan, spec, fns, host, configs, base_seed, datas, where, resume, 
         start, col = np.int32(done * plan.record_every), np.int32(done + 1)
         host.config_steps += (plan.chunk if active is None else active.size) * k \
             * plan.record_every
-        if active is None:
-            carry, hist = fns.segment(carry, hist, configs, base_seed, datas, start, col, k)
-        else:
-            carry, hist = fns.compacted(carry, hist, active, configs, base_seed, datas, start,
-                                        col, k)
+        rows = () if active is None else (active,)
+        fast, guarded = (fns.fast, fns.segment) if active is None else (fns.fast_compacted,
+                                                                          fns.compacted)
+        new, hist, broken = fast(carry, hist, *rows, configs, base_seed, datas, start, col, k)
+        if broken:  # a run met a non-finite value: again, guarded at every step
+            host.replays += 1
+            new, hist, _ = guarded(carry, hist, *rows, configs, base_seed, datas, start, col, k)
+        carry = new
         done += k
         bar.update(m * k * plan.record_every, f"{spec.opt.name} chunk {c + 1}")
         if store and done < n_rec and time.perf_counter() - last_save >= checkpoint_seconds:
@@ -560,6 +583,7 @@ class _Host:
     def __init__(self, plan: _Plan, shapes: engine.Carry, folder: str | None):
         self.carry_shapes = shapes
         self.config_steps = 0  # computed by this call, padding and compaction included
+        self.replays = 0  # segments run again with the per-step guard (not in config_steps)
         self.n_opt, self.n = len(plan.specs), plan.n
         lead = (self.n_opt, self.n)
         spec = plan.specs[0]
@@ -646,9 +670,10 @@ class _Host:
             for name, a in arrays.items():
                 slices = np.asarray(multihost_utils.process_allgather(a))
                 arrays[name] = np.concatenate(list(slices), axis=1)[:, :n]
-        split = np.array(divmod(self.config_steps, 1 << 30), np.int32)  # int32 on the wire
-        hi, lo = np.asarray(multihost_utils.process_allgather(split)).sum(0)
-        self.config_steps = int(hi) * (1 << 30) + int(lo)
+        split = np.array(divmod(self.config_steps, 1 << 30) + (self.replays,), np.int32)
+        hi, lo, replays = np.asarray(multihost_utils.process_allgather(split)).sum(0)
+        self.config_steps = int(hi) * (1 << 30) + int(lo)  # (int32 on the wire)
+        self.replays = int(replays)
 
     def chunk(self, o: int, lo: int, hi: int) -> dict[str, np.ndarray]:
         out = {name: a[o, lo:hi] for name, a in self.finals.items()}
@@ -736,6 +761,7 @@ def _result(plan: _Plan, host: _Host, elapsed: float) -> Result:
         "processes": plan.procs,
         "elapsed_s": elapsed,
         "config_steps": host.config_steps,
+        "replays": host.replays,
         "versions": _versions(),
     }
     params = None
@@ -796,7 +822,24 @@ def _takes_config(loss_fn) -> bool:
 
 
 def _check_shapes(spec: _Spec, flat, seed, data):
-    """Traces one configuration abstractly (no compile): catches shape errors early."""
+    """Traces one configuration abstractly (no compile): catches shape errors early.
+    Returns the shapes of one configuration's carry and params; remembered for the
+    same code and argument shapes (tracing costs milliseconds per sweep)."""
+    abstract = lambda x: (np.shape(x), str(getattr(x, "dtype", type(x))))  # noqa: E731
+    key = (spec.key, jax.tree.structure(data), tuple(map(abstract, jax.tree.leaves(data))),
+           jax.config.jax_enable_x64)
+    hit = _SHAPES.get(key)
+    if hit is None:
+        hit = _SHAPES[key] = _trace_one(spec, flat, seed, data)
+        if len(_SHAPES) > _CACHE_SIZE:
+            _SHAPES.pop(next(iter(_SHAPES)))
+    return hit
+
+
+_SHAPES: dict = {}
+
+
+def _trace_one(spec: _Spec, flat, seed, data):
     config = {k: jax.ShapeDtypeStruct((), v.dtype) for k, v in flat.items()}
 
     def one(config, base_seed, datas):

@@ -1,0 +1,51 @@
+"""The optimistic segment (plain steps between records) against the per-step guard."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import bpjax
+from bpjax import engine, problems
+
+
+def segment(optimistic, stop=False):
+    """Quartic GD over a grid of (lr, x0), one segment of 6 records x 5 steps, vmapped."""
+
+    def one(x0, lr, target):
+        tx = bpjax.optim.sgd(lr)
+        loss = lambda p, batch: problems.quartic(p)  # noqa: E731
+        carry = engine.init_carry({"x": x0}, tx, loss, engine.Batching(), None, target=target)
+        return engine.run_segment(carry, jnp.int32(0), 6, 5, tx, loss, record_params=True,
+                                  target=target, stop=stop, optimistic=optimistic)
+
+    lr, x0 = (a.ravel() for a in np.meshgrid(np.geomspace(0.001, 3.0, 12),
+                                             np.linspace(0.2, 2.0, 10), indexing="ij"))
+    return jax.jit(jax.vmap(one, (0, 0, None)))(jnp.asarray(x0, jnp.float32),
+                                                jnp.asarray(lr, jnp.float32), 1e-3)
+
+
+def test_runs_that_stay_finite_get_the_guarded_bits_and_the_others_are_flagged():
+    for stop in (False, True):
+        (guarded, rec_g), (fast, rec_f, broken) = segment(False, stop), segment(True, stop)
+        diverged = np.asarray(guarded.diverged_at) >= 0
+        assert 0 < diverged.sum() < diverged.size  # both kinds in the grid
+        # flagged: exactly the runs the guard froze in this segment
+        np.testing.assert_array_equal(np.asarray(broken), diverged)
+        ok = ~diverged
+        for g, f in zip(jax.tree.leaves((guarded, rec_g)), jax.tree.leaves((fast, rec_f))):
+            np.testing.assert_array_equal(np.asarray(f)[ok], np.asarray(g)[ok])
+        if stop:  # some runs stopped at the target, and kept their carry in both modes
+            stopped = np.asarray(guarded.summary.reached_at) > 0
+            assert stopped[ok].any()
+
+
+def test_a_sweep_replays_only_segments_where_a_run_diverges():
+    init = lambda c, k: {"x": c["x0"]}  # noqa: E731
+    calm = bpjax.sweep(problems.quartic, init, "sgd", bpjax.Grid(lr=[0.01, 0.02], x0=[0.5, 1.0]),
+                       100, record_every=10, progress=False)
+    assert calm.meta["replays"] == 0 and not calm.diverged.any()
+    # x0 = 1.5 diverges at lr 0.3 within 4 steps, at lr 0.1 never; 10 segments of 10 steps
+    wild = bpjax.sweep(problems.quartic, init, "sgd", bpjax.Grid(lr=[0.1, 0.3], x0=[0.5, 1.5]),
+                       100, record_every=10, progress=False, compact=False)
+    assert wild.diverged.sum() == 1 and wild.diverged_at[1, 1] <= 10
+    assert wild.meta["replays"] == 1
