@@ -175,6 +175,7 @@ def run_segment(
     stop: bool = False,
     keep: bool = True,
     optimistic: bool = False,
+    unroll: int = 1,
 ):
     """Runs ``n_records * record_every`` steps from ``start_step``.
 
@@ -191,7 +192,8 @@ def run_segment(
     alive keep their carry. A third value is returned, ``broken``: True for a run
     that met a non-finite value in this segment. Where no run is broken the
     result is exactly the guarded one; where one is, run the segment again from
-    the same carry without ``optimistic`` (``sweep`` does).
+    the same carry without ``optimistic`` (``sweep`` does). ``unroll`` unrolls the
+    loop over the steps between records (``lax.scan``'s ``unroll``).
     """
 
     def block(state, b):
@@ -206,14 +208,15 @@ def run_segment(
                 c, finite = advance(c, first + i, tx, loss, batching, key)
                 return (c, clean & finite), None
 
-            (new, clean), _ = jax.lax.scan(plain, (carry, jnp.bool_(True)), steps)
+            (new, clean), _ = jax.lax.scan(plain, (carry, jnp.bool_(True)), steps,
+                                           unroll=unroll)
             carry = jax.tree.map(lambda a, b: jnp.where(alive, a, b), new, carry)
             broken = broken | (alive & ~clean)
         else:
             def one(c, i):
                 return step(c, first + i, tx, loss, batching, key, stop), None
 
-            carry, _ = jax.lax.scan(one, carry, steps)
+            carry, _ = jax.lax.scan(one, carry, steps, unroll=unroll)
         t = first + record_every
         val = None
         if validation is not None:
