@@ -30,7 +30,7 @@ def main(n: int, steps: int) -> None:
     grid = bpjax.Grid(w1=w, w2=w, lr=[LR])
     init = lambda c, k: {"w1": c["w1"], "w2": c["w2"]}  # noqa: E731
     rows = {}
-    rows["bpjax.sweep"] = best_of(lambda: bpjax.sweep(
+    rows["bpjax.sweep"] = best_of(repeats=10, fn=lambda: bpjax.sweep(
         seed000_loss, init, "sgd", grid, steps, record_every=10, record_params=False,
         progress=False).loss)
 
@@ -43,7 +43,7 @@ def main(n: int, steps: int) -> None:
             return jax.lax.scan(body, p, None, steps)
         return jax.vmap(one)({"w1": w1, "w2": w2})
 
-    rows["plain jit(vmap(scan))"] = best_of(lambda: plain(w1, w2))
+    rows["plain jit(vmap(scan))"] = best_of(lambda: plain(w1, w2), 10)
 
     @jax.jit
     def kernel(w1, w2):
@@ -53,7 +53,7 @@ def main(n: int, steps: int) -> None:
             return {"w1": p["w1"] - LR * g["w1"], "w2": p["w2"] - LR * g["w2"]}
         return jax.lax.fori_loop(0, steps, body, {"w1": w1, "w2": w2})
 
-    rows["hand-batched kernel"] = best_of(lambda: kernel(w1, w2))
+    rows["hand-batched kernel"] = best_of(lambda: kernel(w1, w2), 10)
 
     def numpy_loop():
         a, b = w1.copy(), w2.copy()

@@ -30,7 +30,7 @@ def main(n: int, steps: int) -> None:
     starts = bpjax.initial_params(init, grid)
     starts = jax.tree.map(lambda a: jnp.asarray(a[0]), starts)  # (n, ...)
     rows = {}
-    rows["bpjax.sweep"] = best_of(lambda: bpjax.sweep(
+    rows["bpjax.sweep"] = best_of(repeats=10, fn=lambda: bpjax.sweep(
         loss, init, "sgd", grid, steps, record_every=20, data=(x, y), record_params=False,
         progress=False).loss)
 
@@ -43,7 +43,7 @@ def main(n: int, steps: int) -> None:
             return jax.lax.scan(lambda p, _: (sgd_step(p), None), p, None, steps)[0]
         return jax.vmap(one)(p0)
 
-    rows["plain jit(vmap(scan))"] = best_of(lambda: plain(starts))
+    rows["plain jit(vmap(scan))"] = best_of(lambda: plain(starts), 10)
 
     def batched_loss(p):  # summed over configs: each config's gradient is its own
         (l1, l2) = p["layers"]
@@ -56,7 +56,7 @@ def main(n: int, steps: int) -> None:
         return jax.lax.fori_loop(0, steps, lambda _, p: jax.tree.map(
             lambda a, g: a - LR * g, p, jax.grad(batched_loss)(p)), p0)
 
-    rows["hand-batched kernel"] = best_of(lambda: kernel(starts))
+    rows["hand-batched kernel"] = best_of(lambda: kernel(starts), 10)
     np.testing.assert_allclose(np.asarray(kernel(starts)["layers"][1]["b"]),
                                np.asarray(plain(starts)["layers"][1]["b"]), atol=2e-3)
     single = jax.jit(lambda p: jax.lax.scan(lambda p, _: (sgd_step(p), None), p, None, steps)[0])
