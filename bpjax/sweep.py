@@ -70,10 +70,20 @@ class _Compiled(NamedTuple):
 
 _CACHE: dict = {}
 _CACHE_SIZE = 64
-# How many steps between records one iteration of the compiled loop takes, per backend.
-# Measured (W1, 4096 x 1000): on an H100, 10 steps per iteration 0.0103 s, 1 step 0.0259 s
-# (each iteration costs kernel launches); on the CPU unrolling is no faster, often slower.
+# How many steps between records one iteration of the compiled loop takes, per backend,
+# for nets of at most SMALL_NET params. Measured on an H100: W1 (2 params, 4096 x 1000)
+# 0.0103 s with 10 steps per iteration, 0.0259 s with 1 (each iteration costs kernel
+# launches); W2 (33 params) about the same either way; W3 (9,610 params) 7% slower
+# unrolled. On the CPU unrolling is no faster, often slower.
 UNROLL: dict[str, int] = {"cpu": 1, "gpu": 10}
+SMALL_NET = 256
+
+
+def _unroll(plan) -> int:
+    size = sum(math.prod(x.shape) for x in jax.tree.leaves(plan.carry_shape.params))
+    if size > SMALL_NET:
+        return 1
+    return max(1, math.gcd(plan.record_every, UNROLL.get(jax.default_backend(), 1)))
 
 
 def config_keys(config: Mapping, base_seed):
@@ -126,16 +136,14 @@ def _init_one(spec: _Spec, config, base_seed, datas) -> engine.Carry:
                              _validation(spec, loss, val_data), target)
 
 
-def _compiled(spec: _Spec, sharding=None) -> _Compiled:
-    key = (spec.key, sharding)
+def _compiled(spec: _Spec, sharding=None, unroll: int = 1) -> _Compiled:
+    key = (spec.key, sharding, unroll)
     hit = _CACHE.get(key)
     if hit is not None:
         return hit
 
     def init_one(config, base_seed, datas):
         return _init_one(spec, config, base_seed, datas)
-
-    backend = jax.default_backend()
 
     def segment_one(carry, config, base_seed, datas, start, n_records, optimistic):
         data, val_data, target = datas
@@ -144,7 +152,7 @@ def _compiled(spec: _Spec, sharding=None) -> _Compiled:
                                  batching._replace(data=data), data_key, spec.record_params,
                                  _validation(spec, loss, val_data), target, spec.stop,
                                  keep=spec.histories, optimistic=optimistic,
-                                 unroll=min(spec.record_every, UNROLL.get(backend, 1)))
+                                 unroll=unroll)
         return out if optimistic else out + (jnp.bool_(False),)
 
     def run(carry, configs, base_seed, datas, start, n_records, optimistic):
@@ -476,7 +484,7 @@ def _execute(plan: _Plan, progress: bool | None, out=None, checkpoint_seconds=30
     bar = Progress(len(plan.specs) * n * plan.steps, "sweep", progress)
     t0 = time.perf_counter()
     for o, spec in enumerate(plan.specs):
-        fns = _compiled(spec, plan.sharding)
+        fns = _compiled(spec, plan.sharding, _unroll(plan))
         for c in range(plan.n_chunks):
             lo, hi = c * plan.chunk, min((c + 1) * plan.chunk, n)
             configs = _chunk_configs(plan, lo, hi)

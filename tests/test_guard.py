@@ -8,7 +8,7 @@ import bpjax
 from bpjax import engine, problems
 
 
-def segment(optimistic, stop=False):
+def segment(optimistic, stop=False, unroll=1):
     """Quartic GD over a grid of (lr, x0), one segment of 6 records x 5 steps, vmapped."""
 
     def one(x0, lr, target):
@@ -16,7 +16,8 @@ def segment(optimistic, stop=False):
         loss = lambda p, batch: problems.quartic(p)  # noqa: E731
         carry = engine.init_carry({"x": x0}, tx, loss, engine.Batching(), None, target=target)
         return engine.run_segment(carry, jnp.int32(0), 6, 5, tx, loss, record_params=True,
-                                  target=target, stop=stop, optimistic=optimistic)
+                                  target=target, stop=stop, optimistic=optimistic,
+                                  unroll=unroll)
 
     lr, x0 = (a.ravel() for a in np.meshgrid(np.geomspace(0.001, 3.0, 12),
                                              np.linspace(0.2, 2.0, 10), indexing="ij"))
@@ -49,3 +50,11 @@ def test_a_sweep_replays_only_segments_where_a_run_diverges():
                        100, record_every=10, progress=False, compact=False)
     assert wild.diverged.sum() == 1 and wild.diverged_at[1, 1] <= 10
     assert wild.meta["replays"] == 1
+
+
+def test_unrolling_the_steps_between_records_changes_nothing():
+    # (sweep unrolls 10 steps per loop iteration for small nets on GPU)
+    for optimistic in (False, True):
+        plain, unrolled = segment(optimistic), segment(optimistic, unroll=5)
+        for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(unrolled)):
+            np.testing.assert_array_equal(np.asarray(b), np.asarray(a))
