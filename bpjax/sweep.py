@@ -77,6 +77,7 @@ _CACHE_SIZE = 64
 # unrolled. On the CPU unrolling is no faster, often slower.
 UNROLL: dict[str, int] = {"cpu": 1, "gpu": 10}
 SMALL_NET = 256
+RUN_AHEAD = True  # dispatch segment k + 1 before checking segment k (see _run_chunk)
 
 
 def _unroll(plan) -> int:
@@ -544,36 +545,66 @@ def _run_chunk(plan, spec, fns, host, configs, base_seed, datas, where, resume, 
         hist = fns.histories(carry, n_rec + 1)
         loss0 = np.asarray(carry.summary.last)[:m]
     last_save = time.perf_counter()
-    running = _running(carry, spec.stop) if plan.compact else None
-    while done < n_rec:
-        if plan.compact:  # drop the runs that can no longer change
-            live = np.flatnonzero(np.asarray(running)[:m])
-            if live.size == 0:
-                break
-            size = _bucket(live.size, plan.chunk, n_dev)
-            if size == plan.chunk:
-                active = None
-            elif active is None or active.size != size:
-                active = np.full(size, plan.chunk, np.int32)  # padding rows are dropped
-                active[: live.size] = live
-                if hist is not None:
-                    hist = _freeze(hist, _mask(live, plan.chunk), np.int32(done))
+
+    def launch(carry, hist, active, done, guarded=False):
         k = min(plan.seg_records, n_rec - done)
-        start, col = np.int32(done * plan.record_every), np.int32(done + 1)
-        host.config_steps += (plan.chunk if active is None else active.size) * k \
-            * plan.record_every
         rows = () if active is None else (active,)
-        fast, guarded = (fns.fast, fns.segment) if active is None else (fns.fast_compacted,
-                                                                          fns.compacted)
-        new, hist, broken, running = fast(carry, hist, *rows, configs, base_seed, datas, start,
-                                          col, k)
-        if broken:  # a run met a non-finite value: again, guarded at every step
+        if active is None:
+            fn = fns.segment if guarded else fns.fast
+        else:
+            fn = fns.compacted if guarded else fns.fast_compacted
+        out = fn(carry, hist, *rows, configs, base_seed, datas,
+                 np.int32(done * plan.record_every), np.int32(done + 1), k)
+        return _Launched(*out, active, done, k)
+
+    def rows_for(running, active):
+        """Compaction: the rows to run next (None: all), given which runs still step."""
+        live = np.flatnonzero(np.asarray(running)[:m])
+        size = _bucket(live.size, plan.chunk, n_dev)
+        if live.size == 0 or size == plan.chunk or (active is not None and active.size == size):
+            return (active if live.size and size < plan.chunk else None), live
+        rows = np.full(size, plan.chunk, np.int32)  # padding rows are dropped
+        rows[: live.size] = live
+        return rows, live
+
+    # While segment k is checked (the host reads whether a run broke and which runs
+    # still step), segment k + 1 already runs on the same rows; it is thrown away if k
+    # must be replayed or if compaction changes the rows. It runs ahead only while the
+    # last check left the rows as they were, so a grid whose runs die early (compacted
+    # after its first segment) does not pay for a discarded full segment.
+    running = _running(carry, spec.stop) if plan.compact else None
+    ahead, steady = None, not plan.compact
+    while done < n_rec:
+        if ahead is None:
+            if plan.compact:
+                rows, live = rows_for(running, active)
+                if live.size == 0:
+                    break
+                if rows is not None and rows is not active and hist is not None:
+                    hist = _freeze(hist, _mask(live, plan.chunk), np.int32(done))
+                active = rows
+            cur = launch(carry, hist, active, done)
+        else:
+            cur, ahead = ahead, None
+        if steady and RUN_AHEAD and cur.done + cur.k < n_rec:
+            ahead = launch(cur.carry, cur.hist, cur.active, cur.done + cur.k)
+        hist = (ahead or cur).hist  # the latest buffer: the others were donated to it
+        if cur.broken:  # a run met a non-finite value: again, guarded at every step
             host.replays += 1
-            new, hist, _, running = guarded(carry, hist, *rows, configs, base_seed, datas, start,
-                                            col, k)
-        carry = new
-        done += k
-        bar.update(m * k * plan.record_every, f"{spec.opt.name} chunk {c + 1}")
+            host.discarded += ahead is not None
+            ahead = None
+            cur = launch(carry, hist, cur.active, done, guarded=True)
+            hist = cur.hist
+        host.config_steps += (plan.chunk if cur.active is None else cur.active.size) * cur.k \
+            * plan.record_every
+        carry, running, done = cur.carry, cur.running, done + cur.k
+        if plan.compact:
+            rows, live = rows_for(running, active)
+            steady = rows is active and live.size > 0
+            if ahead is not None and not steady:
+                host.discarded += 1
+                ahead = None
+        bar.update(m * cur.k * plan.record_every, f"{spec.opt.name} chunk {c + 1}")
         if store and done < n_rec and time.perf_counter() - last_save >= checkpoint_seconds:
             leaves = [np.asarray(x) for x in jax.tree.leaves(carry)]
             saved = {f"history/{i}": np.asarray(h)[:m, : done + 1]
@@ -586,6 +617,18 @@ def _run_chunk(plan, spec, fns, host, configs, base_seed, datas, where, resume, 
         if hist is not None:
             hist = _freeze(hist, np.zeros(plan.chunk, bool), np.int32(done))
     return carry, hist, loss0
+
+
+class _Launched(NamedTuple):
+    """A dispatched segment (its arrays may still be computing)."""
+
+    carry: Any
+    hist: Any
+    broken: Any  # whether a run met a non-finite value (always False when guarded)
+    running: Any  # per row: whether the run still takes steps
+    active: Any  # the rows it ran (None: all)
+    done: int  # the record it started from
+    k: int  # records it runs
 
 
 def _put(plan: _Plan, tree):
@@ -606,6 +649,7 @@ class _Host:
         self.carry_shapes = shapes
         self.config_steps = 0  # computed by this call, padding and compaction included
         self.replays = 0  # segments run again with the per-step guard (not in config_steps)
+        self.discarded = 0  # segments run ahead and thrown away (not in config_steps)
         self.n_opt, self.n = len(plan.specs), plan.n
         lead = (self.n_opt, self.n)
         spec = plan.specs[0]
@@ -692,10 +736,11 @@ class _Host:
             for name, a in arrays.items():
                 slices = np.asarray(multihost_utils.process_allgather(a))
                 arrays[name] = np.concatenate(list(slices), axis=1)[:, :n]
-        split = np.array(divmod(self.config_steps, 1 << 30) + (self.replays,), np.int32)
-        hi, lo, replays = np.asarray(multihost_utils.process_allgather(split)).sum(0)
+        split = np.array(divmod(self.config_steps, 1 << 30) + (self.replays, self.discarded),
+                         np.int32)
+        hi, lo, replays, discarded = np.asarray(multihost_utils.process_allgather(split)).sum(0)
         self.config_steps = int(hi) * (1 << 30) + int(lo)  # (int32 on the wire)
-        self.replays = int(replays)
+        self.replays, self.discarded = int(replays), int(discarded)
 
     def chunk(self, o: int, lo: int, hi: int) -> dict[str, np.ndarray]:
         out = {name: a[o, lo:hi] for name, a in self.finals.items()}
@@ -784,6 +829,7 @@ def _result(plan: _Plan, host: _Host, elapsed: float) -> Result:
         "elapsed_s": elapsed,
         "config_steps": host.config_steps,
         "replays": host.replays,
+        "discarded": host.discarded,
         "versions": _versions(),
     }
     params = None

@@ -58,3 +58,34 @@ def test_unrolling_the_steps_between_records_changes_nothing():
         plain, unrolled = segment(optimistic), segment(optimistic, unroll=5)
         for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(unrolled)):
             np.testing.assert_array_equal(np.asarray(b), np.asarray(a))
+
+
+def square(p):
+    return p["x"] ** 2
+
+
+def test_late_divergence_replays_and_discards_the_segment_run_ahead():
+    # GD on x^2 grows like |1 - 2 lr|^t for lr > 1: these runs overflow at steps ~130 to
+    # ~900 of 1000, in different segments, while the segment after each is running ahead.
+    grid = bpjax.Grid(lr=[0.1, 0.4, 1.025, 1.05, 1.1, 1.2], x0=[1.0, 3.0])
+    init = lambda c, k: {"x": c["x0"]}  # noqa: E731
+    kw = dict(record_every=10, progress=False)
+    runs = {compact: bpjax.sweep(square, init, "sgd", grid, 1000, compact=compact, **kw)
+            for compact in (False, True)}
+    one = bpjax.sweep(square, init, "sgd", grid, 1000, segments=1, compact=False, **kw)
+    for res in runs.values():
+        for name in ("loss", "diverged_at", "min_loss", "final_loss"):
+            np.testing.assert_array_equal(getattr(res, name), getattr(one, name))
+        np.testing.assert_array_equal(res.params["x"], one.params["x"])
+    ahead = runs[False].meta
+    assert ahead["replays"] >= 3 and ahead["discarded"] >= 3  # one per segment with a death
+    # diverged_at as a NumPy loop finds it
+    for i, lr in enumerate(grid.axes["lr"]):
+        for j, x0 in enumerate(grid.axes["x0"]):
+            x, t = np.float32(x0), 0
+            with np.errstate(over="ignore", invalid="ignore"):
+                while np.isfinite(x) and np.isfinite(x**2) and np.isfinite(2 * x) and t < 1000:
+                    x, t = np.float32(x - np.float32(lr) * (2 * x)), t + 1
+            expected = t if t < 1000 or not np.isfinite(x**2) else -1
+            assert one.diverged_at[i, j] == expected, (lr, x0)
+    assert (one.diverged_at[2:] > 100).all()  # late, as intended
