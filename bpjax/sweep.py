@@ -8,9 +8,10 @@ written, and runs that diverged or stopped are dropped (the live ones re-packed
 into a power-of-two batch). A segment runs optimistically (no per-step guard)
 and again, guarded, only if a run met a non-finite value in it; the next
 segment is dispatched while the last one is checked. A chunk's trajectories
-accumulate on the device and come back once per chunk, as one contiguous block, into memory or a ``.npy``
-file. Compiled functions are cached on (loss, init, optimizer, static
-settings), so a new grid of the same shape does not recompile.
+accumulate on the device and come back once per chunk, as one contiguous
+block, into memory or a ``.npy`` file. Compiled functions are cached on (loss,
+init, optimizer, static settings), so a new grid of the same shape does not
+recompile.
 """
 
 import inspect
