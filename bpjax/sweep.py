@@ -63,6 +63,7 @@ class _Spec(NamedTuple):
 class _Compiled(NamedTuple):
     init: Callable  # (configs, base_seed, datas) -> Carry, batched over configs
     histories: Callable  # (carry, n_cols) -> the chunk's history buffers, column 0 filled
+    running: Callable  # carry -> per row, whether the run still takes steps
     segment: Callable  # (carry, hist, configs, base_seed, datas, start, col, n_records)
     #   -> (carry, hist, broken: whether a run met a non-finite value (False when guarded),
     #       running: per row, whether it still takes steps)
@@ -207,6 +208,7 @@ def _compiled(spec: _Spec, sharding=None, unroll: int = 1) -> _Compiled:
     compiled = _Compiled(
         init=jax.jit(jax.vmap(init_one, in_axes=(0, None, None))),
         histories=jax.jit(histories, static_argnums=1),
+        running=jax.jit(live),
         segment=jax.jit(partial(segment, optimistic=False), static_argnums=7,
                         donate_argnums=(0, 1)),
         compacted=jax.jit(partial(compacted, optimistic=False), static_argnums=8,
@@ -219,11 +221,6 @@ def _compiled(spec: _Spec, sharding=None, unroll: int = 1) -> _Compiled:
         _CACHE.pop(next(iter(_CACHE)))
     _CACHE[key] = compiled
     return compiled
-
-
-@partial(jax.jit, static_argnums=1)
-def _running(carry, stop: bool):
-    return jax.vmap(lambda c: engine.running(c, stop))(carry)
 
 
 @partial(jax.jit, donate_argnums=0)
@@ -575,12 +572,12 @@ def _run_chunk(plan, spec, fns, host, configs, base_seed, datas, where, resume, 
     # must be replayed or if compaction changes the rows. It runs ahead only while the
     # last check left the rows as they were, so a grid whose runs die early (compacted
     # after its first segment) does not pay for a discarded full segment.
-    running = _running(carry, spec.stop) if plan.compact else None
+    planned = rows_for(fns.running(carry), active) if plan.compact else None
     ahead, steady = None, not plan.compact
     while done < n_rec:
         if ahead is None:
             if plan.compact:
-                rows, live = rows_for(running, active)
+                rows, live = planned
                 if live.size == 0:
                     break
                 if rows is not None and rows is not active and hist is not None:
@@ -600,9 +597,9 @@ def _run_chunk(plan, spec, fns, host, configs, base_seed, datas, where, resume, 
             hist = cur.hist
         host.config_steps += (plan.chunk if cur.active is None else cur.active.size) * cur.k \
             * plan.record_every
-        carry, running, done = cur.carry, cur.running, done + cur.k
-        if plan.compact:
-            rows, live = rows_for(running, active)
+        carry, done = cur.carry, done + cur.k
+        if plan.compact:  # the rows of the next segment, from which runs still step
+            planned = rows, live = rows_for(cur.running, active)
             steady = rows is active and live.size > 0
             if ahead is not None and not steady:
                 host.discarded += 1
