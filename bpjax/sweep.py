@@ -555,14 +555,16 @@ def _run_chunk(plan, spec, fns, host, configs, base_seed, datas, where, resume, 
             fn = fns.compacted if guarded else fns.fast_compacted
         out = fn(carry, hist, *rows, configs, base_seed, datas,
                  np.int32(done * plan.record_every), np.int32(done + 1), k)
-        return _Launched(*out, active, done, k)
+        return _Launched(*out, active, k)
 
     def rows_for(running, active):
         """Compaction: the rows to run next (None: all), given which runs still step."""
         live = np.flatnonzero(np.asarray(running)[:m])
         size = _bucket(live.size, plan.chunk, n_dev)
-        if live.size == 0 or size == plan.chunk or (active is not None and active.size == size):
-            return (active if live.size and size < plan.chunk else None), live
+        if live.size == 0 or size == plan.chunk:
+            return None, live
+        if active is not None and active.size == size:
+            return active, live
         rows = np.full(size, plan.chunk, np.int32)  # padding rows are dropped
         rows[: live.size] = live
         return rows, live
@@ -586,8 +588,8 @@ def _run_chunk(plan, spec, fns, host, configs, base_seed, datas, where, resume, 
             cur = launch(carry, hist, active, done)
         else:
             cur, ahead = ahead, None
-        if steady and RUN_AHEAD and cur.done + cur.k < n_rec:
-            ahead = launch(cur.carry, cur.hist, cur.active, cur.done + cur.k)
+        if steady and RUN_AHEAD and done + cur.k < n_rec:
+            ahead = launch(cur.carry, cur.hist, cur.active, done + cur.k)
         hist = (ahead or cur).hist  # the latest buffer: the others were donated to it
         if cur.broken:  # a run met a non-finite value: again, guarded at every step
             host.replays += 1
@@ -627,7 +629,6 @@ class _Launched(NamedTuple):
     broken: Any  # whether a run met a non-finite value (always False when guarded)
     running: Any  # per row: whether the run still takes steps
     active: Any  # the rows it ran (None: all)
-    done: int  # the record it started from
     k: int  # records it runs
 
 
