@@ -953,7 +953,7 @@ def _check_initial(carry, plan: _Plan, lo: int, hi: int) -> None:
 
 @jax.jit
 def engine_finite(carry):
-    return jax.vmap(lambda c: engine.all_finite((c.loss, c.grad, c.params)))(carry)
+    return jax.vmap(engine.finite)(carry)
 
 
 # -- sizing and storage ---------------------------------------------------------

@@ -89,3 +89,42 @@ def test_late_divergence_replays_and_discards_the_segment_run_ahead():
             expected = t if t < 1000 or not np.isfinite(x**2) else -1
             assert one.diverged_at[i, j] == expected, (lr, x0)
     assert (one.diverged_at[2:] > 100).all()  # late, as intended
+
+
+def band(p):
+    """-x, but infinite for x in (5, 5.5): GD with lr 1 walks x up by exactly 1 a step,
+    so a run whose path lands in the band meets one infinite loss (its gradient and the
+    next step stay finite) and goes on finite after it."""
+    x = p["x"]
+    return -x + jnp.where((x > 5) & (x < 5.5), jnp.inf, 0.0)
+
+
+def test_a_non_finite_loss_met_between_records_is_flagged_though_the_run_recovers():
+    x0 = np.arange(0, 1, 0.05, dtype=np.float32)  # 5 + frac(x0) in the band iff frac < .5
+
+    def one(x0, optimistic):
+        tx = bpjax.optim.sgd(1.0)
+        loss = lambda p, batch: band(p)  # noqa: E731
+        carry = engine.init_carry({"x": x0}, tx, loss, engine.Batching(), None)
+        return engine.run_segment(carry, jnp.int32(0), 1, 8, tx, loss, record_params=False,
+                                  optimistic=optimistic)
+
+    guarded, _ = jax.vmap(lambda x: one(x, False))(x0)
+    fast, _, broken = jax.vmap(lambda x: one(x, True))(x0)
+    hit = (x0 > 0) & (x0 < 0.5)  # x = 5 + x0 at step 5
+    np.testing.assert_array_equal(np.asarray(guarded.diverged_at), np.where(hit, 5, -1))
+    # the optimistic pass ends finite for every run, yet flags exactly those
+    assert np.isfinite(np.asarray(fast.loss)[~hit]).all()
+    np.testing.assert_array_equal(np.asarray(broken), hit)
+    ok = ~hit
+    np.testing.assert_array_equal(np.asarray(fast.params["x"])[ok],
+                                  np.asarray(guarded.params["x"])[ok])
+    # and a sweep replays that segment: its runs freeze at step 5 as the guard says
+    res = bpjax.sweep(band, lambda c, k: {"x": c["x0"]}, "sgd", bpjax.Grid(lr=[1.0], x0=x0),
+                      20, record_every=4, segments=5, progress=False)
+    np.testing.assert_array_equal(res.diverged_at[0], np.where(hit, 5, -1))
+    x = [x0.copy()]
+    for _ in range(20):  # a NumPy loop: x <- x - 1 * (-1), in float32
+        x.append(x[-1] + np.float32(1.0))
+    np.testing.assert_array_equal(res.final_params["x"][0], np.where(hit, x[4], x[20]))
+    assert res.meta["replays"] == 1
