@@ -65,8 +65,8 @@ class _Compiled(NamedTuple):
     histories: Callable  # (carry, n_cols) -> the chunk's history buffers, column 0 filled
     running: Callable  # carry -> per row, whether the run still takes steps
     segment: Callable  # (carry, hist, configs, base_seed, datas, start, col, n_records)
-    #   -> (carry, hist, broken: whether a run met a non-finite value (False when guarded),
-    #       running: per row, whether it still takes steps)
+    #   -> (carry, hist, status: per row, int8, 1 if the run still takes steps, + 2 if it
+    #       met a non-finite value in this segment (never when guarded))
     compacted: Callable  # the same on the rows idx only: (carry, hist, idx, configs, ...)
     fast: Callable  # segment, optimistic (see engine.run_segment); the carry is kept
     fast_compacted: Callable  # compacted, optimistic
@@ -85,8 +85,7 @@ RUN_AHEAD = True  # dispatch segment k + 1 before checking segment k (see _run_c
 
 
 def _unroll(plan) -> int:
-    size = sum(math.prod(x.shape) for x in jax.tree.leaves(plan.carry_shape.params))
-    if size > SMALL_NET:
+    if _size(plan.carry_shape.params) > SMALL_NET:
         return 1
     return max(1, math.gcd(plan.record_every, UNROLL.get(jax.default_backend(), 1)))
 
@@ -162,12 +161,14 @@ def _compiled(spec: _Spec, sharding=None, unroll: int = 1) -> _Compiled:
 
     def run(carry, configs, base_seed, datas, start, n_records, optimistic):
         one = partial(segment_one, n_records=n_records, optimistic=optimistic)
-        carry, records, broken = jax.vmap(one, in_axes=(0, 0, None, None, None))(
+        return jax.vmap(one, in_axes=(0, 0, None, None, None))(
             carry, configs, base_seed, datas, start)
-        return carry, records, jnp.any(broken)
 
     def live(carry):  # the runs that still take steps, for compaction
         return jax.vmap(lambda c: engine.running(c, spec.stop))(carry)
+
+    def status(carry, broken):  # one array, so the host syncs once per segment
+        return live(carry).astype(jnp.int8) + 2 * broken.astype(jnp.int8)
 
     def histories(carry, n_cols):
         if not spec.histories:
@@ -186,7 +187,7 @@ def _compiled(spec: _Spec, sharding=None, unroll: int = 1) -> _Compiled:
                                      optimistic)
         hist = jax.tree.map(lambda h, r: jax.lax.dynamic_update_slice_in_dim(h, r, col, 1),
                             hist, records)
-        return carry, hist, broken, live(carry)
+        return carry, hist, status(carry, broken)
 
     def compacted(carry, hist, idx, configs, base_seed, datas, start, col, n_records,
                   optimistic):
@@ -201,7 +202,8 @@ def _compiled(spec: _Spec, sharding=None, unroll: int = 1) -> _Compiled:
         cols = col + jnp.arange(n_records)
         hist = jax.tree.map(lambda h, r: h.at[idx[:, None], cols[None, :]].set(r, mode="drop"),
                             hist, records)
-        return carry, hist, broken, live(carry)
+        broken = jnp.zeros(carry.diverged_at.shape, bool).at[idx].set(broken, mode="drop")
+        return carry, hist, status(carry, broken)
 
     # Each segment runs optimistically first (its input carry kept: not donated), and
     # again with the per-step guard from that carry where some run met a non-finite value.
@@ -269,7 +271,7 @@ def sweep(
     compact: bool = True,
     max_memory: int | None = None,
     chunk_size: int | None = None,
-    segments: int = 10,
+    segments: int | None = None,
     shard: bool = True,
     progress: bool | None = None,
     out=None,
@@ -318,7 +320,10 @@ def sweep(
         last bits where XLA's code depends on the batch size.
       max_memory: device bytes a chunk may use (default: half the device memory,
         or 1 GiB on CPU). ``chunk_size`` overrides the estimate.
-      segments: how many pieces each chunk's run is cut into, for progress.
+      segments: how many pieces each chunk's run is cut into: for progress,
+        checkpoints and compaction, each costing a dispatch and a sync (~0.2-0.5
+        ms). Default: 10, or fewer where a chunk is estimated to take less
+        than 10 x ``SEGMENT_SECONDS`` (one for a sweep of a few milliseconds).
       shard: shard the configuration axis over all local devices.
       progress: show a progress bar (default: when stderr is a terminal).
       out: a folder to checkpoint into (at most every ``checkpoint_seconds``, at
@@ -378,7 +383,8 @@ def _plan(loss_fn, init, optimizer, grid, steps, record_every, seed, data, batch
             f"record_every={record_every} does not divide steps={steps}; records are at "
             f"steps 0, k, 2k, ..., steps, so choose a divisor of {steps}"
         )
-    segments = positive_int("segments", segments)
+    if segments is not None:
+        segments = positive_int("segments", segments)
     if record not in ("full", "summary"):
         raise ValueError(f"record must be 'full' (trajectories) or 'summary' (min, first step "
                          f"below target, final), got {record!r}")
@@ -427,7 +433,7 @@ def _plan(loss_fn, init, optimizer, grid, steps, record_every, seed, data, batch
         _check_shapes(spec, flat, seed, (data, val_data, target))
 
     n_rec = steps // record_every
-    seg_records = _segment_records(n_rec, segments)
+    seg_records = _segment_records(n_rec, segments or SEGMENTS)
     devices = jax.local_devices()
     n_dev = len(devices) if shard else 1
     per_record = 8 + (_bytes(params_shape) if specs[0].record_params else 0)
@@ -448,6 +454,13 @@ def _plan(loss_fn, init, optimizer, grid, steps, record_every, seed, data, batch
     chunk = max(n_dev, chunk // n_dev * n_dev)
     n_chunks = math.ceil(n / chunk)
     chunk = math.ceil(n / n_chunks / n_dev) * n_dev  # balance the chunks
+    if segments is None:
+        examples = 1 if data is None else batch_size or jax.tree.leaves(data)[0].shape[0]
+        few = _segment_records(n_rec, _auto_segments(chunk, steps, _size(params_shape),
+                                                     examples))
+        if few != seg_records and (chunk_size is not None or chunk * (
+                per_config + (few - seg_records) * per_record * histories) <= budget):
+            seg_records = few
     sharding = replicated = None
     if n_dev > 1:
         mesh = Mesh(np.array(devices), ("config",))
@@ -557,9 +570,10 @@ def _run_chunk(plan, spec, fns, host, configs, base_seed, datas, where, resume, 
                  np.int32(done * plan.record_every), np.int32(done + 1), k)
         return _Launched(*out, active, k)
 
-    def rows_for(running, active):
-        """Compaction: the rows to run next (None: all), given which runs still step."""
-        live = np.flatnonzero(np.asarray(running)[:m])
+    def rows_for(status, active):
+        """Compaction: the rows to run next (None: all), given which runs still step
+        (``status & 1``)."""
+        live = np.flatnonzero(np.asarray(status)[:m] & 1)
         size = _bucket(live.size, plan.chunk, n_dev)
         if live.size == 0 or size == plan.chunk:
             return None, live
@@ -574,7 +588,12 @@ def _run_chunk(plan, spec, fns, host, configs, base_seed, datas, where, resume, 
     # must be replayed or if compaction changes the rows. It runs ahead only while the
     # last check left the rows as they were, so a grid whose runs die early (compacted
     # after its first segment) does not pay for a discarded full segment.
-    planned = rows_for(fns.running(carry), active) if plan.compact else None
+    if not plan.compact:
+        planned = None
+    elif resume is None and not spec.stop:  # every run takes steps (none has diverged)
+        planned = None, np.arange(m)
+    else:
+        planned = rows_for(fns.running(carry), active)
     ahead, steady = None, not plan.compact
     while done < n_rec:
         if ahead is None:
@@ -591,17 +610,18 @@ def _run_chunk(plan, spec, fns, host, configs, base_seed, datas, where, resume, 
         if steady and RUN_AHEAD and done + cur.k < n_rec:
             ahead = launch(cur.carry, cur.hist, cur.active, done + cur.k)
         hist = (ahead or cur).hist  # the latest buffer: the others were donated to it
-        if cur.broken:  # a run met a non-finite value: again, guarded at every step
+        status = np.asarray(cur.status)
+        if (status & 2).any():  # a run met a non-finite value: again, guarded at every step
             host.replays += 1
             host.discarded += ahead is not None
             ahead = None
             cur = launch(carry, hist, cur.active, done, guarded=True)
-            hist = cur.hist
+            hist, status = cur.hist, None
         host.config_steps += (plan.chunk if cur.active is None else cur.active.size) * cur.k \
             * plan.record_every
         carry, done = cur.carry, done + cur.k
-        if plan.compact:  # the rows of the next segment, from which runs still step
-            planned = rows, live = rows_for(cur.running, active)
+        if plan.compact and done < n_rec:  # the next segment's rows: the runs still stepping
+            planned = rows, live = rows_for(cur.status if status is None else status, active)
             steady = rows is active and live.size > 0
             if ahead is not None and not steady:
                 host.discarded += 1
@@ -626,8 +646,7 @@ class _Launched(NamedTuple):
 
     carry: Any
     hist: Any
-    broken: Any  # whether a run met a non-finite value (always False when guarded)
-    running: Any  # per row: whether the run still takes steps
+    status: Any  # per row: 1 if the run still takes steps, + 2 if it met a non-finite value
     active: Any  # the rows it ran (None: all)
     k: int  # records it runs
 
@@ -824,6 +843,7 @@ def _result(plan: _Plan, host: _Host, elapsed: float) -> Result:
         "batch_size": plan.specs[0].batch_size,
         "chunk_size": plan.chunk,
         "n_chunks": plan.n_chunks,
+        "segments": math.ceil(plan.steps // plan.record_every / plan.seg_records),
         "devices": [str(d) for d in jax.local_devices()] if plan.sharding else
                    [str(jax.local_devices()[0])],
         "processes": plan.procs,
@@ -957,6 +977,26 @@ def engine_finite(carry):
 
 
 # -- sizing and storage ---------------------------------------------------------
+
+
+# Default segments per chunk, and the fewest estimated seconds each may take: a
+# chunk estimated under SEGMENTS * SEGMENT_SECONDS runs in fewer (see _auto_segments).
+SEGMENTS = 10
+SEGMENT_SECONDS = 0.01
+
+
+def _auto_segments(chunk: int, steps: int, params: int, examples: int) -> int:
+    """Segments for a chunk, from a rough estimate of its seconds: a per-step floor
+    (the loop's ops: ~4 us per step on the CPU for W1's 2-param net) plus 6 FLOPs per
+    param and example (forward and backward of a dense layer) at 10 GFLOP/s (W2 on
+    the CPU: 12-16). Only the granularity of progress, checkpoints and compaction
+    depends on it, never a result."""
+    seconds = steps * 5e-6 + 6 * params * examples * chunk * steps / 1e10
+    return max(1, min(SEGMENTS, int(seconds / SEGMENT_SECONDS)))
+
+
+def _size(tree) -> int:
+    return sum(math.prod(x.shape) for x in jax.tree.leaves(tree))
 
 
 def _segment_records(n_rec: int, segments: int) -> int:

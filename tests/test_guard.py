@@ -47,7 +47,7 @@ def test_a_sweep_replays_only_segments_where_a_run_diverges():
     assert calm.meta["replays"] == 0 and not calm.diverged.any()
     # x0 = 1.5 diverges at lr 0.3 within 4 steps, at lr 0.1 never; 10 segments of 10 steps
     wild = bpjax.sweep(problems.quartic, init, "sgd", bpjax.Grid(lr=[0.1, 0.3], x0=[0.5, 1.5]),
-                       100, record_every=10, progress=False, compact=False)
+                       100, record_every=10, progress=False, compact=False, segments=10)
     assert wild.diverged.sum() == 1 and wild.diverged_at[1, 1] <= 10
     assert wild.meta["replays"] == 1
 
@@ -70,7 +70,8 @@ def test_late_divergence_replays_and_discards_the_segment_run_ahead():
     grid = bpjax.Grid(lr=[0.1, 0.4, 1.025, 1.05, 1.1, 1.2], x0=[1.0, 3.0])
     init = lambda c, k: {"x": c["x0"]}  # noqa: E731
     kw = dict(record_every=10, progress=False)
-    runs = {compact: bpjax.sweep(square, init, "sgd", grid, 1000, compact=compact, **kw)
+    runs = {compact: bpjax.sweep(square, init, "sgd", grid, 1000, compact=compact, segments=10,
+                                 **kw)
             for compact in (False, True)}
     one = bpjax.sweep(square, init, "sgd", grid, 1000, segments=1, compact=False, **kw)
     for res in runs.values():

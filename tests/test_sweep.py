@@ -87,12 +87,29 @@ def test_a_diverging_configuration_poisons_nothing():
 
 def test_chunks_segments_and_padding_do_not_change_a_bit(result):
     kwargs = dict(record_every=10, data=DATA)
-    for extra in [dict(chunk_size=5), dict(segments=1), dict(segments=7, chunk_size=4)]:
+    assert result.meta["segments"] == 1  # a short sweep: one segment (see the next test)
+    for extra in [dict(chunk_size=5), dict(segments=10), dict(segments=7, chunk_size=4)]:
         other = bpjax.sweep(LOSS, init_fn, ["sgd", "adam"], GRID, 200, **kwargs, **extra)
         np.testing.assert_array_equal(other.loss, result.loss)
         np.testing.assert_array_equal(other.final_params["layers"][0]["w"],
                                       result.final_params["layers"][0]["w"])
         np.testing.assert_array_equal(other.diverged_at, result.diverged_at)
+
+
+def test_segments_are_fewer_for_short_sweeps_unless_asked_for():
+    # each segment costs a dispatch and a sync; by default a chunk is cut into at most
+    # 10, each estimated at >= SEGMENT_SECONDS (a per-step floor + FLOPs at a fixed rate)
+    init = lambda c, k: {"x": c["x0"]}  # noqa: E731
+    grid = bpjax.Grid(lr=[0.01], x0=[0.5, 1.0])
+    kw = dict(record_every=10, progress=False)
+    assert bpjax.sweep(problems.quartic, init, "sgd", grid, 100, **kw).meta["segments"] == 1
+    assert bpjax.sweep(problems.quartic, init, "sgd", grid, 100, segments=5,
+                       **kw).meta["segments"] == 5
+    steps = 10 * 2000  # x 5 us: 0.1 s estimated, 10 segments of 0.01 s
+    assert bpjax.sweep(problems.quartic, init, "sgd", grid, steps, record_every=2000,
+                       progress=False).meta["segments"] == 10
+    assert bpjax.sweep(problems.quartic, init, "sgd", grid, steps // 2, record_every=1000,
+                       progress=False).meta["segments"] == 5
 
 
 def test_memory_budget_bounds_the_chunk():
