@@ -70,3 +70,28 @@ def report(rows: dict, config_steps: int, flops: float | None, peak: float, ref:
             g = flops / t / 1e9
             line += f"   {g:8.2f} GFLOP/s ({100 * g / peak:5.1f}% of peak)"
         print(line, flush=True)
+
+
+def matmul_ceiling(x, weights, steps: int, peak: float) -> None:
+    """Prints what an MLP step's matmuls reach on their own: the dot shapes of the
+    vmapped forward (h_i = h_{i-1} @ W_i) and backward (d_{i-1} = d_i @ W_i^T,
+    dW_i = h_{i-1}^T @ d_i) over configs (``weights``: (configs, n_in, n_out) each),
+    in a scan of ``steps``, with nothing else (no bias, activation, loss or
+    optimizer). No schedule of that step does its matmuls faster than this."""
+
+    def matmuls(ws):
+        hs = [x]
+        for w in ws:
+            hs.append(hs[-1] @ w)
+        d, grads = hs[-1], []
+        for h, w in zip(hs[-2::-1], ws[::-1]):
+            grads.append(h.T @ d)
+            d = d @ w.T
+        return [w + 1e-9 * g for w, g in zip(ws, grads[::-1])]
+
+    one = lambda ws: jax.lax.scan(lambda ws, _: (matmuls(ws), None), ws, None, steps)[0]  # noqa: E731
+    run = jax.jit(jax.vmap(one))
+    t = best_of(lambda: run(list(weights)), 2)
+    g = step_flops(jax.vmap(matmuls), list(weights)) * steps / t / 1e9
+    print(f"  the step's matmuls alone (same shapes, {steps} steps): {t:9.4f} s "
+          f"{g:8.2f} GFLOP/s ({100 * g / peak:5.1f}% of peak)", flush=True)

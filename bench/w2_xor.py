@@ -12,7 +12,7 @@ one vmapped step, against the matmul peak measured in the same run.
 import jax
 import jax.numpy as jnp
 import numpy as np
-from common import best_of, cli, header, loop_seconds, report, step_flops
+from common import best_of, cli, header, loop_seconds, matmul_ceiling, report, step_flops
 
 import bpjax
 from bpjax import losses, nets
@@ -65,6 +65,7 @@ def main(n: int, steps: int) -> None:
         lambda i: single(jax.tree.map(lambda a: a[i], starts)), n, k)
     flops = step_flops(jax.vmap(sgd_step), starts) * steps
     report(rows, n * steps, flops, peak, "plain jit(vmap(scan))")
+    matmul_ceiling(x, [layer["w"] for layer in starts["layers"]], steps, peak)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from common import best_of, cli, header, loop_seconds, report, step_flops
+from common import best_of, cli, header, loop_seconds, matmul_ceiling, report, step_flops
 
 import bpjax
 from bpjax import losses, nets
@@ -51,6 +51,7 @@ def main(n: int, steps: int) -> None:
     states = jax.vmap(tx.init)(starts)
     flops = step_flops(jax.vmap(adam_step), (starts, states)) * steps
     report(rows, n * steps, flops, peak, "plain jit(vmap(scan))")
+    matmul_ceiling(x, [layer["w"] for layer in starts["layers"]], steps, peak)
 
 
 if __name__ == "__main__":

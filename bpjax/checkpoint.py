@@ -104,7 +104,7 @@ class Store:
         self.fingerprint = fingerprint(description)
         try:
             os.makedirs(self.out, exist_ok=True)
-            probe = os.path.join(self.out, ".write-test")
+            probe = os.path.join(self.out, f".write-test-{os.getpid()}")  # one per process
             with open(probe, "w") as f:
                 f.write("x")
             os.remove(probe)
@@ -121,7 +121,7 @@ class Store:
         """
         path = self.path(SWEEP_JSON)
         if not os.path.exists(path):
-            ours = ("chunk-", "progress", "result", "history-")
+            ours = ("chunk-", "progress", "result", "history-", "process-")
             if any(n.startswith(ours) for n in os.listdir(self.out)):
                 raise ValueError(f"{self.out} holds sweep files but no {SWEEP_JSON}; "
                                  "use an empty folder")

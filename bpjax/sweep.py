@@ -17,6 +17,7 @@ recompile.
 import inspect
 import math
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -331,7 +332,10 @@ def sweep(
         to. Running the same sweep with the same ``out`` resumes it; a different
         sweep there is refused, naming what differs. Trajectories are streamed
         into ``.npy`` files there, chunk by chunk, so host memory holds one
-        chunk of them at a time; the result maps them from disk.
+        chunk of them at a time; the result maps them from disk. Across
+        processes (``jax.distributed``), ``out`` must be a folder they all
+        see: each keeps its slice in ``out/process-K`` until process 0 writes
+        the whole result in ``out``.
 
     Example:
       >>> import bpjax, jax.numpy as jnp
@@ -472,18 +476,28 @@ def _plan(loss_fn, init, optimizer, grid, steps, record_every, seed, data, batch
 
 
 def _execute(plan: _Plan, progress: bool | None, out=None, checkpoint_seconds=30.0) -> Result:
-    store = None
-    if out is not None and plan.procs > 1:
-        raise ValueError(f"out= is not supported across {plan.procs} processes yet: each "
-                         "process's slice comes back in memory; save the gathered result "
-                         "from one process (res.save) instead")
+    store = top = None
     if out is not None:
-        store = checkpoint.Store(out, _describe(plan))
-        layout = store.open({"chunk": plan.chunk, "seg_records": plan.seg_records})
+        # With several processes (jax.distributed), each checkpoints its slice of the
+        # grid in a folder of its own inside ``out`` (which they must all see), and
+        # process 0 writes the result of the whole grid in ``out`` at the end.
+        top = store = checkpoint.Store(out, _describe(plan))
+        layout = top.open({"chunk": plan.chunk, "seg_records": plan.seg_records})
+        if top.finished():
+            _say(f"bpjax: {top.out} holds this finished sweep; loading it")
+            result = load(top.path(checkpoint.RESULT))
+            _drop_slices(top, plan)
+            return result
+        if plan.procs > 1:
+            store = checkpoint.Store(_slice_folder(top, jax.process_index()),
+                                     _describe(plan) | {"process": jax.process_index(),
+                                                        "processes": plan.procs})
+            layout = store.open({"chunk": plan.chunk, "seg_records": plan.seg_records})
+        elif _slices(top):
+            raise ValueError(f"{top.out} holds a sweep in progress across processes "
+                             f"({', '.join(_slices(top))}); run it again with as many "
+                             "processes, or delete that folder to start over")
         if layout is not None:
-            if store.finished():
-                _say(f"bpjax: {store.out} holds this finished sweep; loading it")
-                return load(store.path(checkpoint.RESULT))
             plan = _relayout(plan, layout)
             _say(f"bpjax: resuming the sweep in {store.out}")
     n = plan.n
@@ -521,12 +535,49 @@ def _execute(plan: _Plan, progress: bool | None, out=None, checkpoint_seconds=30
     bar.close()
     if plan.procs > 1:
         host.gather(plan.grid.size)
+        if top is not None:
+            return _finish_slices(plan, host, top, time.perf_counter() - t0)
     result = _result(plan, host, time.perf_counter() - t0)
     result.meta["fingerprint"] = (store.fingerprint if store
                                   else checkpoint.fingerprint(_describe(plan)))
     if store:
         store.finish(result, external=host.files())
     return result
+
+
+def _slice_folder(top: checkpoint.Store, process: int) -> str:
+    return top.path(f"process-{process}")
+
+
+def _slices(top: checkpoint.Store) -> list[str]:
+    return sorted(n for n in os.listdir(top.out) if n.startswith("process-"))
+
+
+def _finish_slices(plan: _Plan, host: "_Host", top: checkpoint.Store, elapsed: float) -> Result:
+    """Multi-process ``out=``: process 0 writes the whole grid's trajectories (from the
+    slices' files) and ``result.npz`` into ``top``; then every process loads it and
+    drops its slice's folder."""
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices("bpjax: slices written")
+    if jax.process_index() == 0:
+        if host.folder is not None:
+            host.combine(top.out, [_slice_folder(top, p) for p in range(plan.procs)],
+                         plan.grid.size)
+        result = _result(plan, host, elapsed)
+        result.meta["fingerprint"] = top.fingerprint
+        top.finish(result, external=host.files())
+    multihost_utils.sync_global_devices("bpjax: result written")
+    result = load(top.path(checkpoint.RESULT))
+    _drop_slices(top, plan)
+    return result
+
+
+def _drop_slices(top: checkpoint.Store, plan: _Plan) -> None:
+    """Removes this process's slice folder (its result is in ``top`` now)."""
+    folder = _slice_folder(top, jax.process_index())
+    if plan.procs > 1 and os.path.isdir(folder):
+        shutil.rmtree(folder)
 
 
 def _run_chunk(plan, spec, fns, host, configs, base_seed, datas, where, resume, store,
@@ -749,10 +800,11 @@ class _Host:
                 self.finals[f"{name}/{i}"][o, lo:hi] = np.asarray(x)[:m]
 
     def gather(self, n: int) -> None:
-        """Every process's slice, in grid order, in every process (jax.distributed)."""
+        """Every process's slice, in grid order, in every process (jax.distributed).
+        Trajectories in files stay there (see ``combine``)."""
         from jax.experimental import multihost_utils
 
-        for arrays in (self.histories, self.finals):
+        for arrays in (self.finals,) if self.folder else (self.histories, self.finals):
             for name, a in arrays.items():
                 slices = np.asarray(multihost_utils.process_allgather(a))
                 arrays[name] = np.concatenate(list(slices), axis=1)[:, :n]
@@ -761,6 +813,28 @@ class _Host:
         hi, lo, replays, discarded = np.asarray(multihost_utils.process_allgather(split)).sum(0)
         self.config_steps = int(hi) * (1 << 30) + int(lo)  # (int32 on the wire)
         self.replays, self.discarded = int(replays), int(discarded)
+
+    def combine(self, folder: str, slices: list[str], n: int) -> None:
+        """Each array's files from the processes' ``slices`` folders (in process order)
+        into one file in ``folder`` of the whole grid of ``n`` configs, copied some
+        rows at a time (host memory stays bounded); the host then maps that file."""
+        for i, (name, mine) in enumerate(self.histories.items()):
+            shape = (mine.shape[0], n) + mine.shape[2:]
+            whole = np.lib.format.open_memmap(os.path.join(folder, f"history-{i}.npy"),
+                                              mode="w+", dtype=mine.dtype, shape=shape)
+            per = mine.shape[1]  # configs per process (the last slice is padded)
+            step = max(1, (64 << 20) // max(1, mine[0, :1].nbytes))
+            for p, where in enumerate(slices):
+                part = np.load(os.path.join(where, f"history-{i}.npy"), mmap_mode="r")
+                rows = min(per, n - p * per)
+                for o in range(shape[0]):
+                    for lo in range(0, rows, step):
+                        hi = min(rows, lo + step)
+                        whole[o, p * per + lo: p * per + hi] = part[o, lo:hi]
+                del part
+            whole.flush()
+            self.histories[name] = whole
+        self.folder = folder
 
     def chunk(self, o: int, lo: int, hi: int) -> dict[str, np.ndarray]:
         out = {name: a[o, lo:hi] for name, a in self.finals.items()}

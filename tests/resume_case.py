@@ -23,10 +23,10 @@ def run(out=None, **kw):
                        checkpoint_seconds=0.0, progress=False, **kw)
 
 
-def run_distributed(**kw):
+def run_distributed(steps=600, **kw):
     """A grid of 45 (not a multiple of 2 processes), SGD and Adam, 600 steps."""
     grid = bpjax.Grid(lr=np.geomspace(0.01, 0.5, 5), scale=[0.5, 1.0, 2.0], seed=[0, 1, 2])
-    return bpjax.sweep(LOSS, init, ["sgd", "adam"], grid, 600, record_every=30,
+    return bpjax.sweep(LOSS, init, ["sgd", "adam"], grid, steps, record_every=30,
                        data=problems.xor(), target=0.01, chunk_size=8, progress=False, **kw)
 
 
