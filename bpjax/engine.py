@@ -150,9 +150,9 @@ def advance(carry: Carry, t, tx: optax.GradientTransformation, loss: Loss, batch
 
 def _poisoned(params: Params, total) -> Params:
     """``params`` minus 0 * |total|: +0 when ``total`` is finite (no bit changes, -0
-    included), NaN when it is not. Written into the update, XLA fuses it there (a
-    separate per-step test of the carry measured ~1.3x the whole step of a 2-param
-    net on the CPU; this, about nothing)."""
+    included), NaN when it is not. Written into the update, XLA fuses it there. (W1's
+    loop, 4096 x 1000 steps on the CPU: 6.0 ms with a test per step, 4.5 ms with this,
+    3.9 ms with neither.)"""
     zero = 0 * jnp.abs(total)
     return jax.tree.map(lambda p: p - zero.astype(p.dtype), params)
 

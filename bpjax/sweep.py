@@ -62,8 +62,8 @@ class _Spec(NamedTuple):
 
 
 class _Compiled(NamedTuple):
-    init: Callable  # (configs, base_seed, datas) -> Carry, batched over configs
-    histories: Callable  # (carry, n_cols) -> the chunk's history buffers, column 0 filled
+    start: Callable  # (configs, base_seed, datas, n_cols) -> (Carry batched over configs,
+    #   the chunk's history buffers with column 0 filled, per row: whether it is finite)
     running: Callable  # carry -> per row, whether the run still takes steps
     segment: Callable  # (carry, hist, configs, base_seed, datas, start, col, n_records)
     #   -> (carry, hist, status: per row, int8, 1 if the run still takes steps, + 2 if it
@@ -171,6 +171,10 @@ def _compiled(spec: _Spec, sharding=None, unroll: int = 1) -> _Compiled:
     def status(carry, broken):  # one array, so the host syncs once per segment
         return live(carry).astype(jnp.int8) + 2 * broken.astype(jnp.int8)
 
+    def start(configs, base_seed, datas, n_cols):
+        carry = jax.vmap(init_one, in_axes=(0, None, None))(configs, base_seed, datas)
+        return carry, histories(carry, n_cols), jax.vmap(engine.finite)(carry)
+
     def histories(carry, n_cols):
         if not spec.histories:
             return None
@@ -209,8 +213,7 @@ def _compiled(spec: _Spec, sharding=None, unroll: int = 1) -> _Compiled:
     # Each segment runs optimistically first (its input carry kept: not donated), and
     # again with the per-step guard from that carry where some run met a non-finite value.
     compiled = _Compiled(
-        init=jax.jit(jax.vmap(init_one, in_axes=(0, None, None))),
-        histories=jax.jit(histories, static_argnums=1),
+        start=jax.jit(start, static_argnums=3),
         running=jax.jit(live),
         segment=jax.jit(partial(segment, optimistic=False), static_argnums=7,
                         donate_argnums=(0, 1)),
@@ -603,10 +606,9 @@ def _run_chunk(plan, spec, fns, host, configs, base_seed, datas, where, resume, 
         bar.update(m * done * plan.record_every, "(from checkpoint)")
     else:
         done, active = 0, None
-        carry = fns.init(configs, base_seed, datas)
+        carry, hist, finite = fns.start(configs, base_seed, datas, n_rec + 1)
         if o == 0:
-            _check_initial(carry, plan, lo, hi)
-        hist = fns.histories(carry, n_rec + 1)
+            _check_initial(finite, plan, lo, hi)
         loss0 = np.asarray(carry.summary.last)[:m]
     last_save = time.perf_counter()
 
@@ -667,12 +669,12 @@ def _run_chunk(plan, spec, fns, host, configs, base_seed, datas, where, resume, 
             host.discarded += ahead is not None
             ahead = None
             cur = launch(carry, hist, cur.active, done, guarded=True)
-            hist, status = cur.hist, None
+            hist, status = cur.hist, cur.status
         host.config_steps += (plan.chunk if cur.active is None else cur.active.size) * cur.k \
             * plan.record_every
         carry, done = cur.carry, done + cur.k
         if plan.compact and done < n_rec:  # the next segment's rows: the runs still stepping
-            planned = rows, live = rows_for(cur.status if status is None else status, active)
+            planned = rows, live = rows_for(status, active)
             steady = rows is active and live.size > 0
             if ahead is not None and not steady:
                 host.discarded += 1
@@ -787,6 +789,9 @@ class _Host:
 
     def put(self, o: int, lo: int, hi: int, carry, hist, loss0) -> None:
         m = hi - lo
+        # every array the host keeps, fetched at once (the copies overlap)
+        carry = carry._replace(opt_state=None, grad=None, loss=None)
+        carry, hist = jax.device_get((carry, hist))
         if hist is not None:
             for name, h in zip(self.histories, jax.tree.leaves(hist)):
                 self._write(self.histories[name], o, lo, np.asarray(h)[:m])
@@ -1033,8 +1038,8 @@ def _trace_one(spec: _Spec, flat, seed, data):
     return carry, params
 
 
-def _check_initial(carry, plan: _Plan, lo: int, hi: int) -> None:
-    ok = np.asarray(engine_finite(carry))[: hi - lo]
+def _check_initial(finite, plan: _Plan, lo: int, hi: int) -> None:
+    ok = np.asarray(finite)[: hi - lo]
     if ok.all():
         return
     bad = np.flatnonzero(~ok)
@@ -1043,11 +1048,6 @@ def _check_initial(carry, plan: _Plan, lo: int, hi: int) -> None:
         f"loss or gradient is not finite at the initial params for {bad.size} "
         f"configuration(s), e.g. {examples}; check init and loss_fn"
     )
-
-
-@jax.jit
-def engine_finite(carry):
-    return jax.vmap(engine.finite)(carry)
 
 
 # -- sizing and storage ---------------------------------------------------------
