@@ -45,10 +45,11 @@ def test_every_configuration_equals_a_single_run(result):
                     run = bpjax.train(LOSS, start, make(lr), 200, record_every=10, data=DATA)
                     w_run = run.final_params["layers"][0]["w"]
                     w_one = one.final_params["layers"][0]["w"]
-                    if opt == "sgd":  # measured: bit-identical
+                    if opt == "sgd" and jax.default_backend() == "cpu":  # bit-identical
                         np.testing.assert_array_equal(run.loss, one.loss)
                         np.testing.assert_array_equal(w_run, w_one)
-                    else:  # Adam's sqrt/divide fuse differently under vmap: rounding only
+                    else:  # Adam's sqrt/divide fuse differently under vmap, and GPU code
+                        # depends on the batch size (SGD on an H100: 3e-5 apart): rounding
                         np.testing.assert_allclose(run.loss, one.loss, rtol=1e-3, atol=1e-6)
                         np.testing.assert_allclose(w_run, w_one, rtol=1e-3, atol=1e-4)
 
