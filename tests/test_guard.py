@@ -1,11 +1,15 @@
 """The optimistic segment (plain steps between records) against the per-step guard."""
 
+import importlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import bpjax
 from bpjax import engine, problems
+
+SWEEP = importlib.import_module("bpjax.sweep")  # the module (bpjax.sweep is the function)
 
 
 def segment(optimistic, stop=False, unroll=1):
@@ -64,9 +68,11 @@ def square(p):
     return p["x"] ** 2
 
 
-def test_late_divergence_replays_and_discards_the_segment_run_ahead():
+def test_late_divergence_replays_and_discards_the_segment_run_ahead(monkeypatch):
     # GD on x^2 grows like |1 - 2 lr|^t for lr > 1: these runs overflow at steps ~130 to
-    # ~900 of 1000, in different segments, while the segment after each is running ahead.
+    # ~900 of 1000, in different segments, while the segment after each is running ahead
+    # (as on GPU; on the CPU a sweep does not run ahead unless told to).
+    monkeypatch.setitem(SWEEP.RUN_AHEAD, jax.default_backend(), True)
     grid = bpjax.Grid(lr=[0.1, 0.4, 1.025, 1.05, 1.1, 1.2], x0=[1.0, 3.0])
     init = lambda c, k: {"x": c["x0"]}  # noqa: E731
     kw = dict(record_every=10, progress=False)
@@ -90,6 +96,25 @@ def test_late_divergence_replays_and_discards_the_segment_run_ahead():
             expected = t if t < 1000 or not np.isfinite(x**2) else -1
             assert one.diverged_at[i, j] == expected, (lr, x0)
     assert (one.diverged_at[2:] > 100).all()  # late, as intended
+
+
+def test_only_the_runs_that_broke_are_replayed(monkeypatch):
+    # 280 runs; the 80 with lr > 1 overflow at steps ~440-520 (lr 1.05) and ~880-920
+    # (lr 1.025): each segment where some break is run again on those rows only (a batch
+    # of 64), and the result is the bits of replaying every row.
+    grid = bpjax.Grid(lr=[0.1, 0.2, 0.3, 0.4, 0.45, 1.025, 1.05], x0=np.linspace(0.5, 3, 40))
+    init = lambda c, k: {"x": c["x0"]}  # noqa: E731
+    kw = dict(record_every=10, segments=10, compact=False, progress=False)
+    part = bpjax.sweep(square, init, "sgd", grid, 1000, **kw)
+    monkeypatch.setattr(SWEEP, "REPLAY_ROWS", 10**9)  # every row, as before
+    full = bpjax.sweep(square, init, "sgd", grid, 1000, **kw)
+    assert part.diverged.sum() == 80 and part.meta["replays"] == full.meta["replays"] >= 2
+    assert part.meta["replayed_config_steps"] == part.meta["replays"] * 64 * 100
+    assert full.meta["replayed_config_steps"] == full.meta["replays"] * 280 * 100
+    for name in ("loss", "diverged_at", "min_loss", "min_step", "final_loss"):
+        np.testing.assert_array_equal(getattr(part, name), getattr(full, name))
+    np.testing.assert_array_equal(part.final_params["x"], full.final_params["x"])
+    assert part.meta["config_steps"] == full.meta["config_steps"] == 280 * 1000
 
 
 def band(p):
