@@ -229,20 +229,31 @@ def run_segment(
     loop over the steps between records (``lax.scan``'s ``unroll``).
     """
 
+    # Optimistic and not stopping, the runs alive at the start stay alive to the end
+    # (one that breaks is run again), so the others are put back once, at the end,
+    # and their records repeat the start's: no select over the carry per record.
+    hold = optimistic and not stop
+    if hold:
+        alive = running(carry)
+        still = record(carry, loss, batching, record_params and keep) + (
+            None if validation is None else validation(carry.params),)
+
     def block(state, b):
         carry, broken = state
         first = start_step + b * record_every
         steps = jnp.arange(record_every, dtype=jnp.int32)
         if optimistic:
-            alive = running(carry, stop)
-
             def plain(c, i):
                 return advance(c, first + i, tx, loss, batching, key, poison=True)[0], None
 
             new, _ = jax.lax.scan(plain, carry, steps, unroll=unroll)
-            clean = finite(new)  # and so was every carry before it: see advance
-            carry = jax.tree.map(lambda a, b: jnp.where(alive, a, b), new, carry)
-            broken = broken | (alive & ~clean)
+            if hold:
+                carry = new
+            else:
+                now = running(carry, stop)
+                clean = finite(new)  # and so was every carry before it: see advance
+                carry = jax.tree.map(lambda a, b: jnp.where(now, a, b), new, carry)
+                broken = broken | (now & ~clean)
         else:
             def one(c, i):
                 return step(c, first + i, tx, loss, batching, key, stop), None
@@ -253,10 +264,17 @@ def run_segment(
         if validation is not None:
             carry, val = track_best(carry, validation, t)
         value, params = record(carry, loss, batching, record_params and keep)
+        if hold:
+            value, params, val = jax.tree.map(lambda a, b: jnp.where(alive, a, b),
+                                              (value, params, val), still)
         if carry.summary is not None:
             carry = carry._replace(summary=summarize(carry.summary, value, t, target))
         return (carry, broken), ((value, params, val) if keep else None)
 
+    start = carry
     (carry, broken), records = jax.lax.scan(block, (carry, jnp.bool_(False)),
                                             jnp.arange(n_records, dtype=jnp.int32))
+    if hold:
+        broken = alive & ~finite(carry)  # every step's test: see advance
+        carry = jax.tree.map(lambda a, b: jnp.where(alive, a, b), carry, start)
     return (carry, records, broken) if optimistic else (carry, records)

@@ -154,3 +154,31 @@ def test_a_non_finite_loss_met_between_records_is_flagged_though_the_run_recover
         x.append(x[-1] + np.float32(1.0))
     np.testing.assert_array_equal(res.final_params["x"][0], np.where(hit, x[4], x[20]))
     assert res.meta["replays"] == 1
+
+
+def test_runs_dead_at_the_start_keep_their_carry_and_records_without_a_select_per_record():
+    # optimistic and not stopping, dead runs step along and are put back at the end;
+    # their records (loss, params, validation loss) must repeat their frozen state
+    lr, x0 = (a.ravel() for a in np.meshgrid(np.geomspace(0.001, 0.1, 6),
+                                             np.linspace(0.2, 1.0, 5), indexing="ij"))
+    dead = np.arange(lr.size) % 3 == 0
+
+    def one(x0, lr, dead, optimistic):
+        tx = bpjax.optim.sgd(lr)
+        loss = lambda p, batch: problems.quartic(p)  # noqa: E731
+        val = lambda p: 2 * problems.quartic(p) + 1  # noqa: E731
+        carry = engine.init_carry({"x": x0}, tx, loss, engine.Batching(), None, val, 1e-3)
+        carry = carry._replace(diverged_at=jnp.where(dead, 0, -1))
+        return engine.run_segment(carry, jnp.int32(0), 6, 5, tx, loss, validation=val,
+                                  target=1e-3, optimistic=optimistic)[:2]
+
+    args = (jnp.asarray(x0, jnp.float32), jnp.asarray(lr, jnp.float32), jnp.asarray(dead))
+    guarded = jax.vmap(lambda *a: one(*a, False))(*args)
+    fast = jax.vmap(lambda *a: one(*a, True))(*args)
+    for g, f in zip(jax.tree.leaves(guarded), jax.tree.leaves(fast)):
+        np.testing.assert_array_equal(np.asarray(f), np.asarray(g))
+    (carry, (loss, params, val)) = fast
+    start = np.float32(x0)
+    np.testing.assert_array_equal(np.asarray(params["x"])[dead], start[dead, None].repeat(6, 1))
+    assert (np.asarray(params["x"])[~dead, -1] != start[~dead]).all()  # the others moved
+    assert (np.asarray(carry.best.step)[dead] == 0).all()  # and found no better params
