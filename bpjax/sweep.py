@@ -7,9 +7,9 @@ records. Segment boundaries are where progress is shown, checkpoints are
 written, and runs that diverged or stopped are dropped (the live ones re-packed
 into a power-of-two batch). A segment runs optimistically (no per-step guard)
 and again, guarded, only on the runs that met a non-finite value in it; on GPU
-the next segment is dispatched while the last one is checked. A chunk's trajectories
-accumulate on the device and come back once per chunk, as one contiguous
-block, into memory or a ``.npy`` file. Compiled functions are cached on (loss,
+the next segment is dispatched while the last one is checked. A chunk's
+trajectories accumulate on the device and come back once per chunk, as one
+contiguous block, into memory or a ``.npy`` file. Compiled functions are cached on (loss,
 init, optimizer, static settings), so a new grid of the same shape does not
 recompile.
 """
@@ -661,11 +661,11 @@ def _run_chunk(plan, spec, fns, host, configs, base_seed, datas, where, resume, 
         rows[: live.size] = live
         return rows, live
 
-    # While segment k is checked (the host reads whether a run broke and which runs
-    # still step), segment k + 1 already runs on the same rows; it is thrown away if k
-    # must be replayed or if compaction changes the rows. It runs ahead only while the
-    # last check left the rows as they were, so a grid whose runs die early (compacted
-    # after its first segment) does not pay for a discarded full segment.
+    # Where RUN_AHEAD (GPU): while segment k is checked (the host reads whether a run
+    # broke and which runs still step), segment k + 1 already runs on the same rows; it
+    # is thrown away if k must be replayed or if compaction changes the rows. It runs
+    # ahead only while the last check left the rows as they were, so a grid whose runs
+    # die early (compacted after its first segment) does not pay for a discarded one.
     if not plan.compact:
         planned = None
     elif resume is None and not spec.stop:  # every run takes steps (none has diverged)
