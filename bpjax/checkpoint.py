@@ -146,9 +146,9 @@ class Store:
         return self.path(f"chunk-{o}-{c}.npz")
 
     def save_chunk(self, o: int, c: int, arrays: dict[str, np.ndarray]) -> None:
+        # (progress.npz stays: by now it may hold the next chunk's progress, saved while
+        # this one was written; a finished chunk's own is ignored on resume)
         atomic_savez(self.chunk_name(o, c), {**arrays, "fingerprint": np.array(self.fingerprint)})
-        if os.path.exists(self.path(PROGRESS)):
-            os.remove(self.path(PROGRESS))
 
     def load_chunk(self, o: int, c: int) -> dict[str, np.ndarray] | None:
         return self._read(self.chunk_name(o, c))

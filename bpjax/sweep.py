@@ -21,6 +21,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -524,27 +525,37 @@ def _execute(plan: _Plan, progress: bool | None, out=None, checkpoint_seconds=30
     host = None
     bar = Progress(len(plan.specs) * n * plan.steps, "sweep", progress)
     t0 = time.perf_counter()
-    for o, spec in enumerate(plan.specs):
-        fns = _compiled(spec, plan.sharding, _unroll(plan))
-        for c in range(plan.n_chunks):
-            lo, hi = c * plan.chunk, min((c + 1) * plan.chunk, n)
-            configs = _chunk_configs(plan, lo, hi)
-            if host is None:  # host arrays in the run's own dtypes (float64 under x64)
-                shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct((plan.chunk,) + x.shape,
-                                                                     x.dtype), plan.carry_shape)
-                host = _Host(plan, shapes, store.out if store else None)
-            saved = store.load_chunk(o, c) if store else None
-            if saved is not None:
-                host.put_chunk(o, lo, hi, saved)
-                bar.update((hi - lo) * plan.steps, "(from checkpoint)")
-                continue
-            mid = resume is not None and tuple(resume["position"][:2]) == (o, c)
-            carry, hist, loss0 = _run_chunk(plan, spec, fns, host, configs, base_seed, datas,
-                                            (o, c, lo, hi), resume if mid else None, store,
-                                            checkpoint_seconds, bar)
-            host.put(o, lo, hi, carry, hist, loss0)
-            if store:
-                store.save_chunk(o, c, host.chunk(o, lo, hi))
+    # Trajectories streamed to files are written (then the chunk's checkpoint) by one
+    # thread while the next chunk trains; a chunk is fetched from the device only once
+    # the one before it is written, so host memory holds one chunk, as without it.
+    writer = _Writer(threaded=store is not None and plan.specs[0].histories)
+
+    def keep(o, c, lo, hi, fetched, loss0):
+        host.put(o, lo, hi, *fetched, loss0)
+        if store:
+            store.save_chunk(o, c, host.chunk(o, lo, hi))
+
+    with writer:
+        for o, spec in enumerate(plan.specs):
+            fns = _compiled(spec, plan.sharding, _unroll(plan))
+            for c in range(plan.n_chunks):
+                lo, hi = c * plan.chunk, min((c + 1) * plan.chunk, n)
+                configs = _chunk_configs(plan, lo, hi)
+                if host is None:  # host arrays in the run's own dtypes (float64 under x64)
+                    shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct((plan.chunk,) + x.shape,
+                                                                         x.dtype), plan.carry_shape)
+                    host = _Host(plan, shapes, store.out if store else None)
+                saved = store.load_chunk(o, c) if store else None
+                if saved is not None:
+                    host.put_chunk(o, lo, hi, saved)
+                    bar.update((hi - lo) * plan.steps, "(from checkpoint)")
+                    continue
+                mid = resume is not None and tuple(resume["position"][:2]) == (o, c)
+                carry, hist, loss0 = _run_chunk(plan, spec, fns, host, configs, base_seed, datas,
+                                                (o, c, lo, hi), resume if mid else None, store,
+                                                checkpoint_seconds, bar)
+                writer.wait()  # (raises what the last write raised)
+                writer.submit(keep, o, c, lo, hi, host.fetch(carry, hist), loss0)
     bar.close()
     if plan.procs > 1:
         host.gather(plan.grid.size)
@@ -720,6 +731,40 @@ def _run_chunk(plan, spec, fns, host, configs, base_seed, datas, where, resume, 
     return carry, hist, loss0
 
 
+class _Writer:
+    """Runs the host's write of each chunk in one background thread (or in line), one
+    at a time; leaving it waits for the last write (never half a chunk on disk)."""
+
+    def __init__(self, threaded: bool):
+        self.pool = ThreadPoolExecutor(1, "bpjax-writer") if threaded else None
+        self.last = None
+
+    def wait(self) -> None:
+        last, self.last = self.last, None
+        if last is not None:
+            last.result()
+
+    def submit(self, fn, *args) -> None:
+        self.wait()
+        if self.pool is None:
+            fn(*args)
+        else:
+            self.last = self.pool.submit(fn, *args)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, *_):
+        try:
+            if kind is None:
+                self.wait()
+            elif self.last is not None:  # finish that chunk; the first error is the one raised
+                self.last.exception()
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown()
+
+
 class _Launched(NamedTuple):
     """A dispatched segment (its arrays may still be computing)."""
 
@@ -814,11 +859,14 @@ class _Host:
         else:
             a[o, lo: lo + block.shape[0]] = block
 
+    @staticmethod
+    def fetch(carry, hist):
+        """Every array of a chunk the host keeps, fetched at once (the copies overlap)."""
+        return jax.device_get((carry._replace(opt_state=None, grad=None, loss=None), hist))
+
     def put(self, o: int, lo: int, hi: int, carry, hist, loss0) -> None:
+        """Writes a chunk's ``fetch``-ed arrays into the host arrays (and files)."""
         m = hi - lo
-        # every array the host keeps, fetched at once (the copies overlap)
-        carry = carry._replace(opt_state=None, grad=None, loss=None)
-        carry, hist = jax.device_get((carry, hist))
         if hist is not None:
             for name, h in zip(self.histories, jax.tree.leaves(hist)):
                 self._write(self.histories[name], o, lo, np.asarray(h)[:m])
