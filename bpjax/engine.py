@@ -26,13 +26,13 @@ the gradient is not finite) is not taken. The run stays frozen at its last
 finite state (so it never poisons a reduction over the grid) and
 ``diverged_at`` holds the first step that would have been non-finite. The
 guard is a select over the whole carry at every step; a sweep runs a segment
-*optimistically* first (plain steps between records, one select per record)
-and runs it again with the guard only when a run met a non-finite value in it,
-so the guard costs little while runs are finite and the results are the same
-bits either way. The optimistic steps need no test each: each folds the
-carry's loss and gradient into the new params as ``- 0 * |sum|`` (NaN when not
-finite), and a non-finite param stays so, so one test at the record sees any
-step's failure.
+*optimistically* first (plain steps; runs that do not step are put back at
+each record, or at its end when nothing stops at a target) and runs it again
+with the guard where a run met a non-finite value, so the guard costs little
+while runs are finite and the results are the same bits either way. The
+optimistic steps need no test each: each folds the carry's loss and gradient
+into the new params as ``- 0 * |sum|`` (NaN when not finite), and a non-finite
+param stays so, so one test at the record sees any step's failure.
 """
 
 from collections.abc import Callable

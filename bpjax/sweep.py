@@ -253,6 +253,14 @@ def _freeze(hist, active, col):
     return jax.tree.map(fill, hist)
 
 
+def _padded(rows: np.ndarray, size: int, chunk: int) -> np.ndarray:
+    """``rows`` as a batch of ``size``, padded with row ``chunk`` (out of range: the
+    compacted functions drop its results)."""
+    out = np.full(size, chunk, np.int32)
+    out[: rows.size] = rows
+    return out
+
+
 def _mask(rows: np.ndarray, chunk: int) -> np.ndarray:
     keep = np.zeros(chunk + 1, bool)
     keep[rows] = True  # (padding rows point one past the end)
@@ -654,8 +662,7 @@ def _run_chunk(plan, spec, fns, host, configs, base_seed, datas, where, resume, 
         host.replayed += min(size, ran) * cur.k * plan.record_every
         if 2 * size > ran:
             return launch(before, hist, cur.active, done, guarded=True)
-        rows = np.full(size, plan.chunk, np.int32)  # padding rows are dropped
-        rows[: broken.size] = broken
+        rows = _padded(broken, size, plan.chunk)
         again = launch(fns.rewind(cur.carry, before, rows), hist, rows, done, guarded=True)
         return again._replace(active=cur.active)
 
@@ -668,9 +675,7 @@ def _run_chunk(plan, spec, fns, host, configs, base_seed, datas, where, resume, 
             return None, live
         if active is not None and active.size == size:
             return active, live
-        rows = np.full(size, plan.chunk, np.int32)  # padding rows are dropped
-        rows[: live.size] = live
-        return rows, live
+        return _padded(live, size, plan.chunk), live
 
     # Where RUN_AHEAD (GPU): while segment k is checked (the host reads whether a run
     # broke and which runs still step), segment k + 1 already runs on the same rows; it
