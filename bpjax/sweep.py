@@ -9,9 +9,9 @@ into a power-of-two batch). A segment runs optimistically (no per-step guard)
 and again, guarded, only on the runs that met a non-finite value in it; on GPU
 the next segment is dispatched while the last one is checked. A chunk's
 trajectories accumulate on the device and come back once per chunk, as one
-contiguous block, into memory or a ``.npy`` file. Compiled functions are cached on (loss,
-init, optimizer, static settings), so a new grid of the same shape does not
-recompile.
+contiguous block, into memory or a ``.npy`` file. Compiled functions are cached
+on (loss, init, optimizer, static settings), so a new grid of the same shape
+does not recompile.
 """
 
 import inspect
@@ -1128,7 +1128,7 @@ def _check_initial(finite, plan: _Plan, lo: int, hi: int) -> None:
     bad = np.flatnonzero(~ok)
     examples = [{k: float(f"{v[lo + i]:.6g}") for k, v in plan.flat.items()} for i in bad[:3]]
     raise ValueError(
-        f"loss or gradient is not finite at the initial params for {bad.size} "
+        f"params, loss or gradient is not finite at the initial params for {bad.size} "
         f"configuration(s), e.g. {examples}; check init and loss_fn"
     )
 
