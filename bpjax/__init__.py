@@ -2,15 +2,16 @@
 
 __version__ = "0.1.0"
 
-from bpjax import devices
+from bpjax import compilation_cache, devices
 
 devices.arrange()  # one JAX CPU device per core, before JAX initializes (see bpjax.devices)
+compilation_cache.enable()  # compiled programs kept on disk for the next process
 
 from bpjax import init, nets, optim, problems  # noqa: E402
 from bpjax.grid import Grid  # noqa: E402
 from bpjax.result import Result, load  # noqa: E402
-from bpjax.sweep import initial_params, sweep  # noqa: E402
+from bpjax.sweep import Options, initial_params, sweep  # noqa: E402
 from bpjax.train import Run, train  # noqa: E402
 
-__all__ = ["Grid", "Result", "Run", "devices", "init", "initial_params", "load", "nets", "optim",
-           "problems", "sweep", "train"]
+__all__ = ["Grid", "Options", "Result", "Run", "devices", "init", "initial_params", "load", "nets",
+           "optim", "problems", "sweep", "train"]

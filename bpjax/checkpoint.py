@@ -23,7 +23,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from bpjax.result import atomic_savez, atomic_write_text
+from bpjax.io import atomic_savez, atomic_write_text
 
 SWEEP_JSON = "sweep.json"
 PROGRESS = "progress.npz"

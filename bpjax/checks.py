@@ -1,5 +1,8 @@
 """Argument checks shared by ``train`` and ``sweep``: clear errors before any compile."""
 
+from collections.abc import Callable, Mapping
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -32,3 +35,34 @@ def check_data(data, batch_size):
         if batch_size > n:
             raise ValueError(f"batch_size={batch_size} exceeds the {n} examples in data")
     return data, batch_size
+
+
+def unused_inputs(fn: Callable, config: Mapping[str, Any], *args) -> set[str]:
+    """The entries of ``config`` that no output of ``fn(config, *args)`` depends on.
+
+    ``fn`` is traced abstractly (``jax.make_jaxpr``; ``config`` and ``args`` may hold
+    ``jax.ShapeDtypeStruct``s, nothing runs or compiles) and jax's dead-code
+    elimination marks the inputs no output needs. A sweep uses it to warn about a
+    grid axis that changes nothing. A primitive without a DCE rule counts all its
+    inputs as used, so an answer may miss an unused entry but never names a used
+    one. The DCE is private jax API (``jax._src.interpreters.partial_eval``):
+    where it is unavailable this returns an empty set (no warning, never a wrong one).
+
+    >>> import jax.numpy as jnp
+    >>> S = jax.ShapeDtypeStruct((), jnp.float32)
+    >>> sorted(unused_inputs(lambda c, x: c["a"] * x, {"a": S, "b": S}, S))
+    ['b']
+    """
+    try:
+        from jax._src.interpreters.partial_eval import dce_jaxpr
+    except ImportError:
+        return set()
+    closed = jax.make_jaxpr(fn)(config, *args)
+    try:
+        _, used = dce_jaxpr(closed.jaxpr, [True] * len(closed.jaxpr.outvars))
+    except Exception:  # noqa: BLE001 - private API: a changed signature means no answer
+        return set()
+    paths, _ = jax.tree_util.tree_flatten_with_path(config)
+    names = [path[0].key for path, _ in paths]  # the invars of config come first
+    live = {n for n, u in zip(names, used) if u}
+    return set(config) - live

@@ -42,6 +42,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from bpjax import optim
+
 Params = Any
 Loss = Callable[[Params, Any], jax.Array]  # loss(params, batch) -> scalar; batch may be None
 
@@ -67,6 +69,15 @@ class Carry(NamedTuple):
     diverged_at: jax.Array  # int32, -1 while the run is alive
     best: Best | None = None  # with a validation loss only
     summary: Summary | None = None  # with a target only
+
+
+class Records(NamedTuple):
+    """What a segment records at each record step (fields are None when not recorded)."""
+
+    loss: jax.Array  # the loss at the record step (on all the data with mini-batches)
+    params: Params = None  # with ``record_params``
+    val_loss: jax.Array | None = None  # with a validation loss
+    metrics: dict | None = None  # name -> value, with metrics (see bpjax.metrics)
 
 
 class Batching(NamedTuple):
@@ -114,7 +125,7 @@ def init_carry(
     carry = Carry(params, tx.init(params), value, grad, jnp.int32(-1), best)
     if target is None:
         return carry
-    first, _ = record(carry, loss, batching, False)
+    first = record(carry, loss, batching, False).loss
     zero = jnp.int32(0)
     summary = Summary(first, first, zero, jnp.where(first <= target, zero, jnp.int32(-1)))
     return carry._replace(summary=summary)
@@ -139,7 +150,10 @@ def advance(carry: Carry, t, tx: optax.GradientTransformation, loss: Loss, batch
     ``finite`` of the last carry is False iff it was False for some carry on the way:
     one test per loop instead of one per step.
     """
-    updates, opt_state = tx.update(carry.grad, carry.opt_state, carry.params)
+    # (value_fn's batch is traced only by a transformation that calls it: lbfgs)
+    updates, opt_state = optim.update(tx, carry.grad, carry.opt_state, carry.params,
+                                      value=carry.loss,
+                                      value_fn=lambda p: loss(p, batching.batch(key, t)))
     params = optax.apply_updates(carry.params, updates)
     if poison:
         params = _poisoned(params, _total((carry.loss, carry.grad)))
@@ -167,12 +181,14 @@ def step(carry: Carry, t, tx: optax.GradientTransformation, loss: Loss, batching
     return carry._replace(diverged_at=jnp.where(alive & ~ok, t + 1, carry.diverged_at))
 
 
-def record(carry: Carry, loss: Loss, batching: Batching, record_params: bool):
+def record(carry: Carry, loss: Loss, batching: Batching, record_params: bool,
+           val_loss=None, metrics: Callable[[Params], dict] | None = None) -> Records:
     if batching.batch_size is None:
         value = carry.loss
     else:  # the mini-batch loss is noisy: record the loss on all the data
         value = loss(carry.params, batching.data)
-    return value, (carry.params if record_params else None)
+    return Records(value, carry.params if record_params else None, val_loss,
+                   None if metrics is None else metrics(carry.params))
 
 
 def track_best(carry: Carry, validation, t) -> tuple[Carry, jax.Array]:
@@ -209,24 +225,27 @@ def run_segment(
     keep: bool = True,
     optimistic: bool = False,
     unroll: int = 1,
+    metrics: Callable[[Params], dict] | None = None,
 ):
     """Runs ``n_records * record_every`` steps from ``start_step``.
 
-    Returns the new carry and the records at steps ``start_step + record_every``,
-    ..., ``start_step + n_records * record_every``: ``(loss_R, params_R or None,
-    validation_loss_R or None)``, or None when not ``keep`` (summaries only). A
-    carry with a ``Summary`` folds every record into it (``target`` is the loss
+    Returns ``(carry, records, broken)``: the new carry, the ``Records`` at steps
+    ``start_step + record_every``, ..., ``start_step + n_records * record_every``
+    (each field with a leading records axis), or None when not ``keep``
+    (summaries only), and ``broken`` (below; always False when guarded). A carry
+    with a ``Summary`` folds every record into it (``target`` is the loss
     threshold; with ``stop`` a run that reached it takes no more steps).
 
     With ``optimistic``, the steps between two records are taken without the
     per-step guard (a select over the whole carry at every step, which can cost
     as much as the step itself for small nets): runs that are alive at a record
     step take ``record_every`` plain steps, and only the runs that were not
-    alive keep their carry. A third value is returned, ``broken``: True for a run
-    that met a non-finite value in this segment. Where no run is broken the
+    alive keep their carry. ``broken`` is True for a run that met a non-finite
+    value in this segment. Where no run is broken the
     result is exactly the guarded one; where one is, run the segment again from
     the same carry without ``optimistic`` (``sweep`` does). ``unroll`` unrolls the
-    loop over the steps between records (``lax.scan``'s ``unroll``).
+    loop over the steps between records (``lax.scan``'s ``unroll``). ``metrics``
+    (params -> dict of arrays) is evaluated at every record step.
     """
 
     # Optimistic and not stopping, the runs alive at the start stay alive to the end
@@ -235,8 +254,8 @@ def run_segment(
     hold = optimistic and not stop
     if hold:
         alive = running(carry)
-        still = record(carry, loss, batching, record_params and keep) + (
-            None if validation is None else validation(carry.params),)
+        still = record(carry, loss, batching, record_params and keep,
+                       None if validation is None else validation(carry.params), metrics)
 
     def block(state, b):
         carry, broken = state
@@ -263,13 +282,12 @@ def run_segment(
         val = None
         if validation is not None:
             carry, val = track_best(carry, validation, t)
-        value, params = record(carry, loss, batching, record_params and keep)
+        records = record(carry, loss, batching, record_params and keep, val, metrics)
         if hold:
-            value, params, val = jax.tree.map(lambda a, b: jnp.where(alive, a, b),
-                                              (value, params, val), still)
+            records = jax.tree.map(lambda a, b: jnp.where(alive, a, b), records, still)
         if carry.summary is not None:
-            carry = carry._replace(summary=summarize(carry.summary, value, t, target))
-        return (carry, broken), ((value, params, val) if keep else None)
+            carry = carry._replace(summary=summarize(carry.summary, records.loss, t, target))
+        return (carry, broken), (records if keep else None)
 
     start = carry
     (carry, broken), records = jax.lax.scan(block, (carry, jnp.bool_(False)),
@@ -277,4 +295,4 @@ def run_segment(
     if hold:
         broken = alive & ~finite(carry)  # every step's test: see advance
         carry = jax.tree.map(lambda a, b: jnp.where(alive, a, b), carry, start)
-    return (carry, records, broken) if optimistic else (carry, records)
+    return carry, records, broken

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from bpjax.result import atomic_write_text
+from bpjax.io import write_json
 
 
 def to_json(value):
@@ -28,7 +28,7 @@ def to_json(value):
 
 def save_summary(out: str, numbers: dict) -> dict:
     numbers = to_json(numbers)
-    atomic_write_text(os.path.join(out, "summary.json"), json.dumps(numbers, indent=2))
+    write_json(os.path.join(out, "summary.json"), numbers, indent=2)
     return numbers
 
 

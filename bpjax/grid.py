@@ -7,6 +7,7 @@
 [0.5, 0.5, 0.5, 0.25, 0.25, 0.25]
 """
 
+import jax
 import numpy as np
 
 RESERVED = ("optimizer", "step")
@@ -67,9 +68,11 @@ def _axis(name: str, values) -> np.ndarray:
         if not np.all(arr == np.round(arr)) or arr.min() < 0 or arr.max() >= 2**31:
             raise ValueError(f"grid axis 'seed' must hold integers in [0, 2**31), got {arr[:5]}")
         return arr.astype(np.int32)
-    # Every other axis is a traced float32 value (architecture is static, not an axis).
-    big = np.abs(arr) > np.finfo(np.float32).max
+    # Every other axis is a traced value of JAX's default float dtype: float32, or
+    # float64 under jax_enable_x64 (architecture is static, not an axis).
+    dtype = np.dtype(jax.dtypes.canonicalize_dtype(np.float64))
+    big = np.abs(arr) > np.finfo(dtype).max
     if big.any():
-        raise ValueError(f"grid axis {name!r} holds {arr[big][:3].tolist()}, beyond float32's "
-                         f"range (|x| <= {np.finfo(np.float32).max:.3g})")
-    return arr.astype(np.float32)
+        raise ValueError(f"grid axis {name!r} holds {arr[big][:3].tolist()}, beyond {dtype}'s "
+                         f"range (|x| <= {np.finfo(dtype).max:.3g})")
+    return arr.astype(dtype)

@@ -1,21 +1,19 @@
-"""Figures of sweep results (matplotlib, Agg backend: no display needed)."""
+"""Figures of sweep results, drawn on a ``matplotlib.figure.Figure`` (no pyplot:
+no display needed, and the user's matplotlib backend is left alone)."""
 
-import matplotlib
+import numpy as np
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import LogNorm  # noqa: E402
-
-from bpjax.result import Result  # noqa: E402
+from bpjax.result import Result
 
 
 def final_loss_heatmap(res: Result, x: str, y: str, path, title: str = "") -> None:
     """Median final loss over every axis but ``x``, ``y`` (and optimizer): one panel per
     optimizer; cells where most seeds diverged are grey and hatched."""
     names = res.coords["optimizer"].tolist() if "optimizer" in res.dims else [None]
-    fig, axes = plt.subplots(1, len(names), figsize=(4.6 * len(names) + 1, 4.2), squeeze=False,
-                             constrained_layout=True)
+    fig = Figure(figsize=(4.6 * len(names) + 1, 4.2), layout="constrained")
+    axes = fig.subplots(1, len(names), squeeze=False)
     # The scale comes from runs that did not diverge: a frozen diverged run's loss is huge.
     live = res.final_loss[~res.diverged & np.isfinite(res.final_loss)]
     hi = float(live.max()) if live.size else 1.0
@@ -45,7 +43,6 @@ def final_loss_heatmap(res: Result, x: str, y: str, path, title: str = "") -> No
         fig.colorbar(mesh, ax=ax, label="median final loss over seeds (log)")
     fig.suptitle(title or f"Final loss over {x} x {y} (hatched: diverged in most seeds)")
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _is_log(values: np.ndarray) -> bool:

@@ -15,7 +15,7 @@ import time
 import traceback
 from pathlib import Path
 
-from bpjax.result import atomic_write_text
+from bpjax.io import atomic_write_text
 
 REGISTRY = [
     "paradox", "sontag_minima", "minima_census", "log_rule", "diverging_weights",  # 000, 001
@@ -38,8 +38,9 @@ def content_hash(module, quick: bool) -> str:
     h = hashlib.sha256(b"quick" if quick else b"default")
     h.update(Path(module.__file__).read_bytes())
     h.update(json.dumps(module.SIZES["quick" if quick else "default"], sort_keys=True).encode())
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        h.update(path.name.encode() + path.read_bytes())
+    root = Path(__file__).parent
+    for path in sorted(root.rglob("*.py")):  # subpackages too (bpjax/sweep/)
+        h.update(str(path.relative_to(root)).encode() + path.read_bytes())
     return h.hexdigest()[:16]
 
 

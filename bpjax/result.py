@@ -1,23 +1,37 @@
 """Sweep results with named axes, saved as one ``.npz`` whose metadata is JSON.
 
-The file is an ordinary NumPy archive: ``np.load(path)`` reads every array
-without pickle, and ``json.loads(str(np.load(path)["meta.json"]))`` gives the
-metadata (format version, grid, optimizers, versions, fingerprint and a
-SHA-256 of every array, which ``load`` checks).
+The file is an ordinary NumPy archive: ``np.load(path)`` reads every array without
+pickle, and ``json.loads(str(np.load(path)["meta.json"]))`` gives the metadata (format
+version, grid, optimizers, versions, fingerprint and a SHA-256 of every array, which
+``load`` checks). Params may be any pytree of numeric arrays (dicts, lists, tuples,
+NamedTuples, dataclasses, equinox modules, flax ``nnx.State``); each leaf is stored under
+its field and ``jax.tree_util.keystr`` path: ``final_params['layers'][1]['w']``,
+``params.w``. ``meta["trees"]`` describes each tree in JSON: null, ``{"leaf": name}``,
+``{"list": [...]}``, ``{"tuple": [...]}`` or ``{"dict": [[key, spec], ...]}``, with
+``"type"`` naming the class of a node that is not a dict. ``load(path, like=params)``
+rebuilds the user's own types; without ``like``, dicts, lists, tuples and None come back
+as such, any other node as a dict keyed by its fields. Version-1 files still load.
 """
 
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import jax
 import numpy as np
 
+from bpjax.io import atomic_savez
+
 FORMAT = "bpjax-result"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+PARAMS = ("final_params", "params", "best_params")  # trees shaped like one run's params
+TREES = PARAMS + ("metrics",)
+_ARRAYS = ("loss", "final_loss", "diverged_at", "val_loss", "best_val_loss", "best_step",
+           "min_loss", "min_step", "reached_at")
+_STEPPED = ("loss", "val_loss", "params", "metrics")
 
 
 @dataclass
@@ -30,8 +44,17 @@ class Result:
     ``best_val_loss``, ``best_step`` and ``best_params`` hold each run's best record.
     Sweeps also summarize each run's recorded losses: ``min_loss``, ``min_step``
     (where it was first seen) and ``reached_at`` (the first record step with loss
-    at or below the sweep's ``target``; -1 if never). Trajectories of a sweep run
+    at or below the sweep's ``target``; -1 if never). ``metrics`` maps each name given
+    to ``sweep(metrics=)`` to its values at the record steps. Trajectories of a sweep run
     with ``out=`` are memory-mapped from ``.npy`` files beside its ``result.npz``.
+
+    >>> r = Result(dims=("lr",), coords={"lr": np.array([0.1, 0.2, 0.3]), "step": np.arange(2)},
+    ...            loss=np.zeros((3, 2)), final_loss=np.array([3.0, 2.0, 1.0]),
+    ...            diverged_at=np.full(3, -1), final_params={"w": np.zeros((3, 4))})
+    >>> r.sel(lr=[0.3, 0.1]).final_loss.tolist(), r.sel(lr=slice(0.15, None)).coords["lr"]
+    ([1.0, 3.0], array([0.2, 0.3]))
+    >>> r.dims_of("loss"), r.sel(lr=0.2).final_params["w"].shape
+    (('lr', 'step'), (4,))
     """
 
     dims: tuple[str, ...]
@@ -49,6 +72,7 @@ class Result:
     min_loss: np.ndarray | None = None
     min_step: np.ndarray | None = None
     reached_at: np.ndarray | None = None
+    metrics: dict[str, np.ndarray] | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -62,78 +86,75 @@ class Result:
     def steps(self) -> np.ndarray:
         return self.coords["step"]
 
-    def sel(self, **coords) -> "Result":
-        """Selects one value along each named axis (by value, not index).
+    def dims_of(self, name: str) -> tuple[str, ...]:
+        """The axes of field ``name``: ``dims``, then ``"step"`` for ``loss``, ``val_loss``,
+        ``params`` and ``metrics`` (also ``"metrics/NAME"``). Params leaves and metrics
+        also keep their own shape after these axes."""
+        if name in _STEPPED or name.startswith("metrics/") and name[8:] in (self.metrics or {}):
+            return self.dims + ("step",)
+        if name in _ARRAYS or name in TREES or name == "diverged":
+            return self.dims
+        raise KeyError(f"no array field {name!r}; fields are {_ARRAYS + TREES}")
 
-        ``res.sel(optimizer="adam", lr=0.1)`` drops those axes. Float values
-        match to a relative tolerance of 1e-5; a value not on the axis raises.
+    def sel(self, **coords) -> "Result":
+        """Selects along named axes by value, not index.
+
+        ``res.sel(optimizer="adam", lr=0.1)`` drops those axes; a list or tuple of values
+        keeps the axis with those values, in that order; ``slice(lo, hi)`` keeps the
+        values from ``lo`` to ``hi`` inclusive (either may be None). Float values match
+        to a relative tolerance of 1e-5; a value not on the axis raises KeyError.
         """
         index: list[Any] = [slice(None)] * len(self.dims)
         for name, value in coords.items():
             if name not in self.dims:
                 raise KeyError(f"no axis {name!r}; axes are {self.dims}")
-            axis = self.coords[name]
-            if axis.dtype.kind in "US":
-                hits = np.flatnonzero(axis == value)
-            else:
-                hits = np.flatnonzero(np.isclose(axis, value, rtol=1e-5, atol=0))
-            if hits.size == 0:
-                raise KeyError(f"{name}={value!r} is not on the axis; values: {axis.tolist()}")
-            index[self.dims.index(name)] = int(hits[0])
-        idx = tuple(index)
-        keep = tuple(d for d, i in zip(self.dims, index) if isinstance(i, slice))
+            index[self.dims.index(name)] = _positions(name, self.coords[name], value)
+        basic = tuple(i if isinstance(i, int) else slice(None) for i in index)
+        kept = [(d, i) for d, i in zip(self.dims, index) if not isinstance(i, int)]
+        picks = [(axis, i) for axis, (_, i) in enumerate(kept) if isinstance(i, np.ndarray)]
+        keep = tuple(d for d, _ in kept)
+        new = {k: v for k, v in self.coords.items() if k in keep or k == "step"}
+        new.update({d: self.coords[d][i] for d, i in kept if isinstance(i, np.ndarray)})
 
-        def take(a):
-            return None if a is None else _tree_map(lambda x: x[idx], a)
+        def take(x):
+            x = x[basic]
+            for axis, ix in picks:  # one axis at a time: outer, not numpy's paired, indexing
+                if ix.size and np.array_equal(ix, np.arange(ix[0], ix[0] + ix.size)):
+                    x = x[(slice(None),) * axis + (slice(ix[0], ix[0] + ix.size),)]  # a view
+                else:
+                    x = np.take(x, ix, axis=axis)
+            return x
 
-        return replace(
-            self,
-            dims=keep,
-            coords={k: v for k, v in self.coords.items() if k in keep or k == "step"},
-            loss=self.loss[idx],
-            final_loss=self.final_loss[idx],
-            diverged_at=self.diverged_at[idx],
-            final_params=take(self.final_params),
-            params=take(self.params),
-            val_loss=take(self.val_loss),
-            best_val_loss=take(self.best_val_loss),
-            best_step=take(self.best_step),
-            best_params=take(self.best_params),
-            min_loss=take(self.min_loss),
-            min_step=take(self.min_step),
-            reached_at=take(self.reached_at),
-        )
+        fields = {name: jax.tree.map(take, getattr(self, name)) for name in _ARRAYS + TREES}
+        return replace(self, dims=keep, coords=new, **fields)
 
     def save(self, path, external: dict[str, np.ndarray] | None = None) -> None:
         """Writes atomically (temporary file, fsync, rename): never a half-written file.
 
         ``external`` (used by ``sweep(out=...)``) names ``.npy`` files in the same
         folder, as memory-mapped arrays, that hold some arrays already: the file
-        then refers to them (with their checksums) instead of copying them.
+        then refers to them (with their checksums) instead of copying them. A params
+        leaf that is not an array of numbers (a function, a string) raises ValueError:
+        nothing is pickled.
         """
-        arrays: dict[str, np.ndarray] = {
-            "loss": self.loss,
-            "final_loss": self.final_loss,
-            "diverged_at": self.diverged_at,
-        }
-        for name in ("val_loss", "best_val_loss", "best_step", "min_loss", "min_step",
-                     "reached_at"):
-            if getattr(self, name) is not None:
-                arrays[name] = getattr(self, name)
+        arrays = {n: np.asanyarray(getattr(self, n)) for n in _ARRAYS
+                  if getattr(self, n) is not None}
         for name, value in self.coords.items():
             arrays[f"coords/{name}"] = np.asarray(value)
-        final_spec = _flatten(self.final_params, "final_params", arrays)
-        params_spec = None if self.params is None else _flatten(self.params, "params", arrays)
-        best_spec = (None if self.best_params is None
-                     else _flatten(self.best_params, "best_params", arrays))
+        trees = {name: getattr(self, name) for name in TREES if getattr(self, name) is not None}
+        for name, tree in trees.items():
+            for key_path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+                key = name + jax.tree_util.keystr(key_path)
+                if key in arrays:
+                    raise ValueError(f"two leaves of {name} are both named {key}")
+                arrays[key] = _storable(key, leaf)
+            trees[name] = _describe(tree, name, ())
         meta = dict(self.meta)
         meta.update(
             format=FORMAT,
             format_version=FORMAT_VERSION,
             dims=list(self.dims),
-            final_params_tree=final_spec,
-            params_tree=params_spec,
-            best_params_tree=best_spec,
+            trees=trees,
             sha256={k: _digest(v) for k, v in arrays.items()},
         )
         files = {}
@@ -147,8 +168,19 @@ class Result:
         atomic_savez(path, arrays)
 
 
-def load(path) -> Result:
-    """Reads a file written by ``Result.save``, checking format and checksums."""
+def load(path, like: Any = None) -> Result:
+    """Reads a file written by ``Result.save``, checking format and checksums.
+
+    Args:
+      path: the ``.npz`` file.
+      like: optional, a pytree shaped like one run's params (e.g. the ``init`` of one
+        config): ``final_params``, ``params`` and ``best_params`` are then rebuilt with
+        its types. Its key paths must be those saved; the first that differs raises.
+
+    Returns:
+      The ``Result``; without ``like``, params come back as described in the module
+      docstring (dicts, lists, tuples and None; any other node as a dict).
+    """
     path = os.fspath(path)
     try:
         with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as f:
@@ -161,10 +193,11 @@ def load(path) -> Result:
     if "meta.json" not in arrays:
         raise ValueError(f"{path} has no meta.json: not a bpjax result")
     meta = json.loads(str(arrays.pop("meta.json")))
-    if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+    version = meta.get("format_version")
+    if meta.get("format") != FORMAT or version not in (1, FORMAT_VERSION):
         raise ValueError(
-            f"{path}: format {meta.get('format')!r} v{meta.get('format_version')}, "
-            f"expected {FORMAT!r} v{FORMAT_VERSION}"
+            f"{path}: format {meta.get('format')!r} v{version}, "
+            f"expected {FORMAT!r} v{FORMAT_VERSION} (or v1)"
         )
     sums = meta.pop("sha256")
     folder = os.path.dirname(os.path.abspath(path))
@@ -182,56 +215,111 @@ def load(path) -> Result:
             raise ValueError(f"{path}: checksum mismatch in {name!r}; file was altered")
     dims = tuple(meta.pop("dims"))
     coords = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("coords/")}
-    params_spec = meta.pop("params_tree")
-    best_spec = meta.pop("best_params_tree", None)
-    return Result(
-        dims=dims,
-        coords=coords,
-        loss=arrays["loss"],
-        final_loss=arrays["final_loss"],
-        diverged_at=arrays["diverged_at"],
-        final_params=_unflatten(meta.pop("final_params_tree"), arrays),
-        params=None if params_spec is None else _unflatten(params_spec, arrays),
-        meta=meta,
-        val_loss=arrays.get("val_loss"),
-        best_val_loss=arrays.get("best_val_loss"),
-        best_step=arrays.get("best_step"),
-        best_params=None if best_spec is None else _unflatten(best_spec, arrays),
-        min_loss=arrays.get("min_loss"),
-        min_step=arrays.get("min_step"),
-        reached_at=arrays.get("reached_at"),
-    )
+    if version == 1:  # one spec per tree, ``{"dict": {key: spec}}``, leaves at ``name/a/0``
+        specs = {name: meta.pop(f"{name}_tree", None) for name in TREES}
+    else:
+        specs = meta.pop("trees")
+    trees = {name: _rebuild(specs.get(name), arrays.__getitem__)
+             if like is None or name not in PARAMS
+             else _like(path, name, specs.get(name), like, arrays, version) for name in TREES}
+    return Result(dims=dims, coords=coords, meta=meta, **trees,
+                  **{name: arrays.get(name) for name in _ARRAYS})
 
 
-def atomic_write(path, write, suffix: str = "") -> None:
-    """``write(binary_file)`` into a temporary file beside ``path``, fsync, rename: a
-    kill or a full disk leaves either the old file or the new one, never half of one."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+def _positions(name: str, axis: np.ndarray, value) -> int | np.ndarray:
+    """Where ``value`` (one value, several, or a ``slice`` of values) is on ``axis``."""
+    if isinstance(value, slice):
+        if value.step is not None:
+            raise ValueError(f"{name}={value!r}: a slice of values takes no step")
+        ok = np.ones(axis.shape, bool)
+        if value.start is not None:
+            ok &= (axis >= value.start) | _match(axis, value.start)
+        if value.stop is not None:
+            ok &= (axis <= value.stop) | _match(axis, value.stop)
+        if not ok.any():
+            raise KeyError(f"{name}={value!r} holds no value on the axis; values: "
+                           f"{axis.tolist()}")
+        return np.flatnonzero(ok)
+    if isinstance(value, (list, tuple)) or np.ndim(value) == 1:
+        return np.array([_positions(name, axis, v) for v in value], dtype=np.intp)
+    hits = np.flatnonzero(_match(axis, value))
+    if hits.size == 0:
+        raise KeyError(f"{name}={value!r} is not on the axis; values: {axis.tolist()}")
+    return int(hits[0])
 
 
-def atomic_savez(path, arrays: dict[str, np.ndarray]) -> None:
-    atomic_write(path, lambda f: np.savez(f, **arrays), ".npz")
+def _match(axis: np.ndarray, value) -> np.ndarray:
+    if axis.dtype.kind in "US":
+        return axis == value
+    return np.isclose(axis, value, rtol=1e-5, atol=0)
 
 
-def atomic_write_text(path, text: str) -> None:
-    atomic_write(path, lambda f: f.write(text.encode()))
+def _storable(key: str, leaf) -> np.ndarray:
+    """``leaf`` as an array NumPy stores without pickle, or a ValueError naming it."""
+    a = np.asanyarray(leaf)
+    if a.dtype.kind in "biufc":
+        return a
+    if isinstance(leaf, (np.ndarray, jax.Array)):
+        raise ValueError(f"{key} has dtype {a.dtype}, which NumPy cannot store without "
+                         "pickle; cast it (e.g. to float32) before saving")
+    raise ValueError(f"{key} is a {type(leaf).__name__}: only arrays of numbers can be saved "
+                     "(nothing is pickled); split it off the params first, e.g. with "
+                     "eqx.partition(model, eqx.is_array) or eqx.filter")
+
+
+def _describe(node, name: str, key_path: tuple) -> Any:
+    """The JSON spec of ``node`` (see the module docstring), one level at a time."""
+    if node is None:
+        return None
+    kids = jax.tree_util.tree_flatten_with_path(node, is_leaf=lambda x: x is not node)[0]
+    if len(kids) == 1 and kids[0][0] == ():
+        return {"leaf": name + jax.tree_util.keystr(key_path)}
+    specs = [_describe(kid, name, key_path + k) for k, kid in kids]
+    if type(node) in (list, tuple):
+        return {type(node).__name__: specs}
+    spec: dict[str, Any] = {"dict": [[_key(k[-1]), s] for (k, _), s in zip(kids, specs)]}
+    if type(node) is not dict:
+        spec["type"] = f"{type(node).__module__}.{type(node).__qualname__}"
+    return spec
+
+
+def _key(entry) -> Any:
+    """DictKey -> key, SequenceKey and FlattenedIndexKey -> index, GetAttrKey -> name."""
+    k = getattr(entry, "key", getattr(entry, "idx", getattr(entry, "name", str(entry))))
+    return k if isinstance(k, (str, int)) else str(k)
+
+
+def _rebuild(spec, leaf) -> Any:
+    """The tree ``spec`` describes, with ``leaf(name)`` at each leaf (either version)."""
+    if spec is None:
+        return None
+    if "leaf" in spec:
+        return leaf(spec["leaf"])
+    if "list" in spec:
+        return [_rebuild(s, leaf) for s in spec["list"]]
+    if "tuple" in spec:
+        return tuple(_rebuild(s, leaf) for s in spec["tuple"])
+    items = spec["dict"].items() if isinstance(spec["dict"], dict) else spec["dict"]
+    return {k: _rebuild(s, leaf) for k, s in items}
+
+
+def _like(path: str, name: str, spec, like, arrays: dict, version: int) -> Any:
+    """The saved tree ``name`` in the structure of ``like``, matched by key path."""
+    if spec is None:
+        return None
+    stored = set(jax.tree.leaves(_rebuild(spec, lambda n: n)))
+    key_paths = [k for k, _ in jax.tree_util.tree_flatten_with_path(like)[0]]
+    if version == 1:
+        keys = [name + "".join(f"/{_key(e)}" for e in k) for k in key_paths]
+    else:
+        keys = [name + jax.tree_util.keystr(k) for k in key_paths]
+    for key_path, key in zip(key_paths, keys):
+        if key not in stored:
+            raise ValueError(f"{path}: like has {name}{jax.tree_util.keystr(key_path)}, which "
+                             f"the file lacks; it holds {', '.join(sorted(stored)[:6])}...")
+    if len(stored) != len(keys):
+        raise ValueError(f"{path}: the file's {sorted(stored - set(keys))[0]} is not in like")
+    return jax.tree.unflatten(jax.tree.structure(like), [arrays[k] for k in keys])
 
 
 def _digest(a: np.ndarray) -> str:
@@ -257,34 +345,3 @@ def _whole_file(a: np.ndarray) -> bool:
         return a.nbytes == os.path.getsize(a.filename) - a.offset
     except OSError:
         return False
-
-
-def _flatten(tree, prefix: str, out: dict) -> Any:
-    """Stores leaves in ``out`` under ``prefix/...`` and returns a JSON spec of the tree."""
-    if isinstance(tree, dict):
-        return {"dict": {str(k): _flatten(v, f"{prefix}/{k}", out) for k, v in tree.items()}}
-    if isinstance(tree, (list, tuple)) and not hasattr(tree, "_fields"):
-        kind = "list" if isinstance(tree, list) else "tuple"
-        return {kind: [_flatten(v, f"{prefix}/{i}", out) for i, v in enumerate(tree)]}
-    if hasattr(tree, "_fields"):  # NamedTuple: kept as a dict of its fields
-        return _flatten(tree._asdict(), prefix, out)
-    out[prefix] = np.asarray(tree)
-    return {"leaf": prefix}
-
-
-def _unflatten(spec, arrays: dict) -> Any:
-    if "dict" in spec:
-        return {k: _unflatten(v, arrays) for k, v in spec["dict"].items()}
-    if "list" in spec:
-        return [_unflatten(v, arrays) for v in spec["list"]]
-    if "tuple" in spec:
-        return tuple(_unflatten(v, arrays) for v in spec["tuple"])
-    return arrays[spec["leaf"]]
-
-
-def _tree_map(fn, tree):
-    if isinstance(tree, dict):
-        return {k: _tree_map(fn, v) for k, v in tree.items()}
-    if isinstance(tree, (list, tuple)) and not hasattr(tree, "_fields"):
-        return type(tree)(_tree_map(fn, v) for v in tree)
-    return fn(tree)

@@ -56,7 +56,7 @@ def train(
     if steps % record_every:
         raise ValueError(f"record_every={record_every} must divide steps={steps}")
     data, batch_size = check_data(data, batch_size)
-    params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
+    params = jax.tree.map(_float, params)
     if data is None:
         def loss(p, batch):
             del batch
@@ -81,13 +81,19 @@ def train(
     )
 
 
+def _float(x) -> jax.Array:
+    """A float leaf keeps its dtype; anything else becomes JAX's default float
+    (float32, or float64 under ``jax_enable_x64``)."""
+    x = jnp.asarray(x)
+    return jnp.asarray(x, x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else float)
+
+
 @partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
 def _run(loss, tx, n_records, record_every, batch_size, params, data, key):
     batching = engine.Batching(data, batch_size)
     carry = engine.init_carry(params, tx, loss, batching, key)
     first = engine.record(carry, loss, batching, True)
-    carry, (rec_loss, rec_params, _) = engine.run_segment(
+    carry, records, _ = engine.run_segment(
         carry, jnp.int32(0), n_records, record_every, tx, loss, batching, key)
-    rec_loss = jnp.concatenate([first[0][None], rec_loss])
-    rec_params = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first[1], rec_params)
-    return carry.params, rec_loss, rec_params, carry.diverged_at
+    records = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, records)
+    return carry.params, records.loss, records.params, carry.diverged_at

@@ -9,7 +9,7 @@ import numpy as np
 import bpjax
 from bpjax import engine, problems
 
-SWEEP = importlib.import_module("bpjax.sweep")  # the module (bpjax.sweep is the function)
+SWEEP = importlib.import_module("bpjax.sweep.loop")  # where segments are run
 
 
 def segment(optimistic, stop=False, unroll=1):
@@ -31,7 +31,7 @@ def segment(optimistic, stop=False, unroll=1):
 
 def test_runs_that_stay_finite_get_the_guarded_bits_and_the_others_are_flagged():
     for stop in (False, True):
-        (guarded, rec_g), (fast, rec_f, broken) = segment(False, stop), segment(True, stop)
+        (guarded, rec_g, _), (fast, rec_f, broken) = segment(False, stop), segment(True, stop)
         diverged = np.asarray(guarded.diverged_at) >= 0
         assert 0 < diverged.sum() < diverged.size  # both kinds in the grid
         # flagged: exactly the runs the guard froze in this segment
@@ -135,7 +135,7 @@ def test_a_non_finite_loss_met_between_records_is_flagged_though_the_run_recover
         return engine.run_segment(carry, jnp.int32(0), 1, 8, tx, loss, record_params=False,
                                   optimistic=optimistic)
 
-    guarded, _ = jax.vmap(lambda x: one(x, False))(x0)
+    guarded, _, _ = jax.vmap(lambda x: one(x, False))(x0)
     fast, _, broken = jax.vmap(lambda x: one(x, True))(x0)
     hit = (x0 > 0) & (x0 < 0.5)  # x = 5 + x0 at step 5
     np.testing.assert_array_equal(np.asarray(guarded.diverged_at), np.where(hit, 5, -1))

@@ -118,3 +118,23 @@ def test_unwritable_out_is_refused_before_compiling(tmp_path, compiles):
         bpjax.sweep(resume_case.LOSS, resume_case.init, "sgd", {"lr": [0.1], "scale": [1.0]},
                     20, data=bpjax.problems.xor(), out=blocker / "sub")
     assert compiles.count == 0
+
+
+def test_killed_mid_chunk_of_a_later_optimizer_resumes_bit_identically(reference, tmp_path,
+                                                                          monkeypatch):
+    # SGD's state has no arrays, Adam's has three per param: a resume must read the
+    # carry of the optimizer it was killed in (it used the first optimizer's).
+    real = checkpoint.Store.save_progress
+
+    def crash_in_adam(self, o, c, done, *a, **k):
+        real(self, o, c, done, *a, **k)
+        if o == 1 and c == 1 and done >= 40:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint.Store, "save_progress", crash_in_adam)
+    with pytest.raises(KeyboardInterrupt):
+        resume_case.run(tmp_path / "s")
+    monkeypatch.setattr(checkpoint.Store, "save_progress", real)
+    saved = np.load(tmp_path / "s" / checkpoint.PROGRESS)
+    assert saved["position"][:2].tolist() == [1, 1]  # killed inside Adam's second chunk
+    same(resume_case.run(tmp_path / "s"), reference)

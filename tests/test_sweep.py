@@ -159,7 +159,7 @@ def test_mini_batches_follow_a_numpy_sgd_loop():
     res = bpjax.sweep(lin, lambda c, k: {"w": jnp.zeros((3, 1))}, "sgd",
                       bpjax.Grid(lr=[0.05], seed=[0, 1]), 12, data=(x, y), batch_size=4)
     from bpjax.engine import Batching
-    from bpjax.sweep import _bind, _compiled  # noqa: F401 - the key each config gets
+    from bpjax.sweep.compiled import bind, compiled  # noqa: F401 - the key each config gets
 
     for s in range(2):
         key = jax.random.fold_in(jax.random.key(0), s)

@@ -1,0 +1,88 @@
+"""JAX's persistent compilation cache, on by default, so a new process need not recompile.
+
+A sweep compiles a few programs (the initial carry, the optimistic and the
+guarded segment, ...): a few seconds on a CPU, often more than the sweep itself
+takes to run. JAX can keep compiled executables on disk and load them in the
+next process that compiles the same program (same HLO, devices, compile
+options and jaxlib); by default it caches nothing (no directory) and, once a
+directory is set, only programs that took over a second to compile. So
+``import bpjax`` points the cache at ``$XDG_CACHE_HOME/bpjax`` (else
+``~/.cache/bpjax``) and caches every program, unless:
+
+- the user already chose a cache directory (``JAX_COMPILATION_CACHE_DIR`` or
+  ``jax.config.update("jax_compilation_cache_dir", ...)``) or turned JAX's
+  cache off (``JAX_ENABLE_COMPILATION_CACHE=false``): their settings win, or
+- ``BPJAX_CACHE=0``: nothing is changed, or
+- the directory cannot be created or written: bpjax warns once and leaves the
+  cache off.
+
+The cache has no size limit (JAX evicts only with ``jax_compilation_cache_max_size``
+and the ``filelock`` package); delete the directory to empty it. JAX's cache keys
+include the directory's path (for XLA's GPU autotuning cache), so a copy of the
+directory moved elsewhere is not read. Its entries run
+as code when loaded: do not share the directory with users you do not trust.
+Setting the directory does not initialize a JAX backend, so ``bpjax.devices``
+can still choose the CPU device count.
+"""
+
+import os
+import warnings
+
+import jax
+
+ENV = "BPJAX_CACHE"
+
+# The thresholds bpjax lowers, each unless the user set it through JAX's env variable.
+_THRESHOLDS = {"jax_persistent_cache_min_compile_time_secs": 0.0,
+               "jax_persistent_cache_min_entry_size_bytes": 0}
+
+_warned = False
+
+
+def directory() -> str:
+    """Where bpjax keeps compiled programs: ``$XDG_CACHE_HOME/bpjax``, else ``~/.cache/bpjax``.
+
+    >>> from bpjax import compilation_cache
+    >>> compilation_cache.directory().endswith("bpjax")
+    True
+    """
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "bpjax")
+
+
+def enable(path: str | None = None) -> str | None:
+    """Turns JAX's persistent compilation cache on and caches every compiled program
+    (``import bpjax`` calls it; ``BPJAX_CACHE=0 python run.py`` keeps it off).
+
+    Args:
+      path: the cache directory; default ``directory()``.
+
+    Returns:
+      The directory, or None where the cache was left as it was: ``BPJAX_CACHE=0``,
+      the user's own JAX cache settings, or a directory that cannot be written
+      (after a warning, once per process).
+    """
+    global _warned
+    if os.environ.get(ENV, "").strip() == "0":
+        return None
+    if (os.environ.get("JAX_COMPILATION_CACHE_DIR") or jax.config.jax_compilation_cache_dir
+            or not jax.config.jax_enable_compilation_cache):
+        return None
+    path = path or directory()
+    try:
+        os.makedirs(path, exist_ok=True)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PermissionError(f"cannot write to {path}")
+    except OSError as e:
+        if not _warned:
+            _warned = True
+            warnings.warn(f"bpjax: no persistent compilation cache ({e}); each new process "
+                          f"compiles its sweeps again. Set XDG_CACHE_HOME or "
+                          f"JAX_COMPILATION_CACHE_DIR to a writable directory, or {ENV}=0 "
+                          f"to silence this.", stacklevel=2)
+        return None
+    jax.config.update("jax_compilation_cache_dir", path)
+    for name, value in _THRESHOLDS.items():
+        if name.upper() not in os.environ:
+            jax.config.update(name, value)
+    return path

@@ -1,0 +1,320 @@
+"""The compiled side of a sweep: a static ``Spec``, its cached ``jit(vmap)``
+functions, and the abstract trace that checks shapes before anything compiles.
+
+Everything here is written for one configuration (``bind``: its key, optimizer
+and loss) and batched over configurations with ``jax.vmap``. Compiled functions
+are cached on (loss, init, optimizer, static settings), so a new grid of the same
+shape does not recompile.
+"""
+
+import math
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bpjax import checks, engine, optim
+
+# How many steps between records one iteration of the compiled loop takes, per backend,
+# for nets of at most SMALL_NET params. Measured on an H100: W1 (2 params, 4096 x 1000)
+# 0.0103 s with 10 steps per iteration, 0.0259 s with 1 (each iteration costs kernel
+# launches); W2 (33 params) about the same either way; W3 (9,610 params) 7% slower
+# unrolled. On the CPU unrolling is no faster, often slower.
+UNROLL: dict[str, int] = {"cpu": 1, "gpu": 10}
+SMALL_NET = 256
+CACHE_SIZE = 64
+
+
+class Spec(NamedTuple):
+    """Everything static about a sweep's compiled code (the cache key)."""
+
+    loss_fn: Callable
+    loss_takes_config: bool
+    init: Callable
+    opt: optim.Optimizer
+    axes: tuple[tuple[str, str], ...]  # (name, dtype)
+    record_every: int
+    batch_size: int | None
+    has_data: bool
+    record_params: bool
+    has_val: bool = False
+    histories: bool = True  # record="full"; False: summaries only
+    stop: bool = False  # runs stop at the target
+    metrics: tuple[tuple[str, Callable], ...] = ()  # (name, metric(params, loss)), by name
+
+    @property
+    def key(self):
+        return (self.loss_fn, self.loss_takes_config, self.init, self.opt.source, self.axes,
+                self.record_every, self.batch_size, self.has_data, self.record_params,
+                self.has_val, self.histories, self.stop, self.metrics)
+
+
+class Inputs(NamedTuple):
+    """The traced inputs every configuration of a chunk shares."""
+
+    data: Any  # a pytree with a leading example axis, or None
+    val_data: Any  # held-out data like ``data``, or None
+    target: float  # the loss threshold of the summaries (-inf: none)
+
+
+class Compiled(NamedTuple):
+    """A spec's compiled functions, batched over the rows (configurations) of a chunk.
+
+    ``status`` below is, per row, an int8: 1 if the run still takes steps, + 2 if it
+    met a non-finite value in the segment (never when guarded).
+    """
+
+    start: Callable  # (configs, base_seed, inputs, n_cols) -> (carry, histories with
+    #   column 0 filled, per row whether it is finite)
+    running: Callable  # carry -> per row, whether the run still takes steps
+    segment: Callable  # (carry, hist, configs, base_seed, inputs, start, col, n_records)
+    #   -> (carry, hist, status), guarded at every step
+    compacted: Callable  # the same on the rows ``idx`` only: (carry, hist, idx, configs, ...)
+    fast: Callable  # ``segment``, optimistic (see engine.run_segment); the carry is kept
+    fast_compacted: Callable  # ``compacted``, optimistic
+    rewind: Callable  # (carry, before, rows) -> carry, with the rows' values from before
+
+
+def config_keys(config: Mapping, base_seed):
+    """The (init, data) keys of one configuration: from the base seed and ``seed`` axis."""
+    key = jax.random.key(base_seed)
+    if "seed" in config:
+        key = jax.random.fold_in(key, config["seed"])
+    return jax.random.split(key)
+
+
+class Bound(NamedTuple):
+    """One configuration's keys, optimizer and loss ``loss(params, batch)``."""
+
+    init_key: jax.Array
+    data_key: jax.Array
+    tx: Any
+    loss: Callable
+    batching: engine.Batching
+    metrics: Callable | None  # params -> {name: value}, each on the full-batch loss
+
+
+def bind(spec: Spec, config: Mapping, base_seed, data=None) -> Bound:
+    init_key, data_key = config_keys(config, base_seed)
+    tx = spec.opt.factory(**optim.hyperparams(spec.opt, config))
+    extra = {"config": config} if spec.loss_takes_config else {}
+    if spec.has_data:
+        def loss(params, batch):
+            return spec.loss_fn(params, batch, **extra)
+    else:
+        def loss(params, batch):
+            del batch
+            return spec.loss_fn(params, **extra)
+    metrics = None
+    if spec.metrics:
+        def full(params):
+            return loss(params, data)
+
+        def metrics(params):
+            return {name: fn(params, full) for name, fn in spec.metrics}
+    return Bound(init_key, data_key, tx, loss, engine.Batching(data, spec.batch_size), metrics)
+
+
+def _validation(spec: Spec, bound: Bound, val_data):
+    return (lambda params: bound.loss(params, val_data)) if spec.has_val else None
+
+
+def init_one(spec: Spec, config, base_seed, inputs: Inputs) -> engine.Carry:
+    """One configuration's starting carry (params, optimizer state, loss, gradient)."""
+    bound = bind(spec, config, base_seed, inputs.data)
+    params = spec.init(config, bound.init_key)
+    return engine.init_carry(params, bound.tx, bound.loss, bound.batching, bound.data_key,
+                             _validation(spec, bound, inputs.val_data), inputs.target)
+
+
+_CACHE: dict = {}
+
+
+def compiled(spec: Spec, sharding=None, unroll: int = 1) -> Compiled:
+    """The compiled functions of ``spec`` (cached)."""
+    key = (spec.key, sharding, unroll)
+    hit = _CACHE.get(key)
+    if hit is not None:
+        return hit
+
+    def segment_one(carry, config, base_seed, inputs, start, n_records, optimistic):
+        bound = bind(spec, config, base_seed, inputs.data)
+        return engine.run_segment(carry, start, n_records, spec.record_every, bound.tx,
+                                  bound.loss, bound.batching, bound.data_key,
+                                  spec.record_params, _validation(spec, bound, inputs.val_data),
+                                  inputs.target, spec.stop, keep=spec.histories,
+                                  optimistic=optimistic, unroll=unroll, metrics=bound.metrics)
+
+    def run(carry, configs, base_seed, inputs, start, n_records, optimistic):
+        one = partial(segment_one, n_records=n_records, optimistic=optimistic)
+        return jax.vmap(one, in_axes=(0, 0, None, None, None))(
+            carry, configs, base_seed, inputs, start)
+
+    def live(carry):  # the runs that still take steps, for compaction
+        return jax.vmap(lambda c: engine.running(c, spec.stop))(carry)
+
+    def status(carry, broken):  # one array, so the host syncs once per segment
+        return live(carry).astype(jnp.int8) + 2 * broken.astype(jnp.int8)
+
+    def start(configs, base_seed, inputs, n_cols):
+        carry = jax.vmap(partial(init_one, spec), in_axes=(0, None, None))(
+            configs, base_seed, inputs)
+        first = jax.vmap(first_records, in_axes=(0, 0, None, None))(
+            carry, configs, base_seed, inputs)
+        return carry, histories(first, n_cols), jax.vmap(engine.finite)(carry)
+
+    def first_records(carry, config, base_seed, inputs):  # the records at step 0
+        bound = bind(spec, config, base_seed, inputs.data)
+        return engine.Records(carry.summary.last, carry.params if spec.record_params else None,
+                              None if carry.best is None else carry.best.loss,
+                              None if bound.metrics is None else bound.metrics(carry.params))
+
+    def histories(first, n_cols):
+        if not spec.histories:
+            return None
+
+        def buffer(x):
+            out = jnp.zeros((x.shape[0], n_cols) + x.shape[1:], x.dtype)
+            return out.at[:, 0].set(x)
+
+        return jax.tree.map(buffer, first)
+
+    def segment(carry, hist, configs, base_seed, inputs, start, col, n_records, optimistic):
+        carry, records, broken = run(carry, configs, base_seed, inputs, start, n_records,
+                                     optimistic)
+        hist = jax.tree.map(lambda h, r: jax.lax.dynamic_update_slice_in_dim(h, r, col, 1),
+                            hist, records)
+        return carry, hist, status(carry, broken)
+
+    def compacted(carry, hist, idx, configs, base_seed, inputs, start, col, n_records,
+                  optimistic):
+        # idx: the live rows, padded with an out-of-range row (its results are dropped)
+        def take(x):
+            x = jnp.take(x, idx, axis=0, mode="clip")
+            return x if sharding is None else jax.lax.with_sharding_constraint(x, sharding)
+
+        sub, records, broken = run(jax.tree.map(take, carry), jax.tree.map(take, configs),
+                                   base_seed, inputs, start, n_records, optimistic)
+        carry = jax.tree.map(lambda x, v: x.at[idx].set(v, mode="drop"), carry, sub)
+        cols = col + jnp.arange(n_records)
+        hist = jax.tree.map(lambda h, r: h.at[idx[:, None], cols[None, :]].set(r, mode="drop"),
+                            hist, records)
+        broken = jnp.zeros(carry.diverged_at.shape, bool).at[idx].set(broken, mode="drop")
+        return carry, hist, status(carry, broken)
+
+    # Each segment runs optimistically first (its input carry kept: not donated), and
+    # again with the per-step guard from that carry where some run met a non-finite value.
+    functions = Compiled(
+        start=jax.jit(start, static_argnums=3),
+        running=jax.jit(live),
+        segment=jax.jit(partial(segment, optimistic=False), static_argnums=7,
+                        donate_argnums=(0, 1)),
+        compacted=jax.jit(partial(compacted, optimistic=False), static_argnums=8,
+                          donate_argnums=(0, 1)),
+        fast=jax.jit(partial(segment, optimistic=True), static_argnums=7, donate_argnums=1),
+        fast_compacted=jax.jit(partial(compacted, optimistic=True), static_argnums=8,
+                               donate_argnums=1),
+        rewind=jax.jit(lambda carry, before, rows: jax.tree.map(
+            lambda a, b: a.at[rows].set(b[jnp.clip(rows, 0, b.shape[0] - 1)], mode="drop"),
+            carry, before)),
+    )
+    if len(_CACHE) >= CACHE_SIZE:
+        _CACHE.pop(next(iter(_CACHE)))
+    _CACHE[key] = functions
+    return functions
+
+
+def unroll(spec_params_size: int, record_every: int) -> int:
+    """Steps per iteration of the loop between records (see ``UNROLL``)."""
+    if spec_params_size > SMALL_NET:
+        return 1
+    return max(1, math.gcd(record_every, UNROLL.get(jax.default_backend(), 1)))
+
+
+class Traced(NamedTuple):
+    """What an abstract trace of one configuration tells (shapes, no values)."""
+
+    carry: engine.Carry
+    params: Any
+    unused: set  # grid axes that reach neither init, the loss nor the optimizer
+    metrics: dict  # metric name -> its value's shape
+
+
+_SHAPES: dict = {}
+
+
+def shapes(spec: Spec, flat: Mapping, seed: int, inputs: Inputs):
+    """Traces one configuration abstractly (no compile): catches shape errors early.
+
+    Returns what it finds as ``Traced``; remembered for the same code and argument
+    shapes (tracing costs milliseconds per sweep).
+    """
+    abstract = lambda x: (np.shape(x), str(getattr(x, "dtype", type(x))))  # noqa: E731
+    key = (spec.key, jax.tree.structure(inputs), tuple(map(abstract, jax.tree.leaves(inputs))),
+           jax.config.jax_enable_x64)
+    hit = _SHAPES.get(key)
+    if hit is None:
+        hit = _SHAPES[key] = _trace_one(spec, flat, seed, inputs)
+        if len(_SHAPES) > CACHE_SIZE:
+            _SHAPES.pop(next(iter(_SHAPES)))
+    return hit
+
+
+def _trace_one(spec: Spec, flat: Mapping, seed: int, inputs: Inputs):
+    config = {k: jax.ShapeDtypeStruct((), v.dtype) for k, v in flat.items()}
+
+    def one(config, base_seed, inputs):
+        bound = bind(spec, config, base_seed, inputs.data)
+        params = spec.init(config, bound.init_key)
+        return params, bound.loss(params, bound.batching.batch(bound.data_key, jnp.int32(0)))
+
+    try:
+        params, value = jax.eval_shape(one, config, np.uint32(seed), inputs)
+    except Exception as e:  # noqa: BLE001 - report the user's error with context
+        data = inputs.data
+        raise ValueError(
+            f"init, loss_fn or optimizer {spec.opt.name!r} failed on one configuration "
+            f"(data shapes {jax.tree.map(np.shape, data) if data is not None else None}): "
+            f"{type(e).__name__}: {e}"
+        ) from e
+    for leaf in jax.tree.leaves(params):
+        if not jnp.issubdtype(leaf.dtype, jnp.floating):
+            raise ValueError(f"init must return float params, got a leaf of dtype {leaf.dtype}")
+    if not hasattr(value, "shape") or value.shape != ():
+        shape = getattr(value, "shape", value)
+        raise ValueError(f"loss_fn must return a scalar, got shape {shape}")
+    if not jnp.issubdtype(value.dtype, jnp.floating):
+        raise ValueError(f"loss_fn must return a float, got dtype {value.dtype}")
+    metrics = {name: _metric_shape(spec._replace(metrics=((name, fn),)), config, seed, inputs,
+                                   params) for name, fn in spec.metrics}  # each alone: named
+    carry = jax.eval_shape(partial(init_one, spec), config, np.uint32(seed), inputs)
+    unused = checks.unused_inputs(partial(_first_step, spec), config, np.uint32(seed), inputs)
+    return Traced(carry, params, unused, metrics)
+
+
+def _first_step(spec: Spec, config, base_seed, inputs: Inputs) -> engine.Carry:
+    """A configuration's carry after one step: what every grid axis must reach."""
+    bound = bind(spec, config, base_seed, inputs.data)
+    carry = init_one(spec, config, base_seed, inputs)
+    return engine.advance(carry, jnp.int32(0), bound.tx, bound.loss, bound.batching,
+                          bound.data_key)[0]
+
+
+def _metric_shape(spec: Spec, config, seed, inputs: Inputs, params) -> jax.ShapeDtypeStruct:
+    (name, _), = spec.metrics
+
+    def value(config, base_seed, inputs, params):
+        return bind(spec, config, base_seed, inputs.data).metrics(params)[name]
+
+    try:
+        out = jax.eval_shape(value, config, np.uint32(seed), inputs, params)
+    except Exception as e:  # noqa: BLE001 - the user's metric, named
+        raise ValueError(f"metric {name!r} failed as metric(params, loss): "
+                         f"{type(e).__name__}: {e}") from e
+    if not isinstance(out, jax.ShapeDtypeStruct):
+        raise ValueError(f"metric {name!r} must return an array (a scalar or a fixed "
+                         f"shape), got {type(out).__name__}: {out}")
+    return out
