@@ -35,7 +35,7 @@ def finish_slices(plan: Plan, host: Host, top: checkpoint.Store, elapsed: float)
         result.meta["fingerprint"] = top.fingerprint
         top.finish(result, external=host.files())
     multihost_utils.sync_global_devices("bpjax: result written")
-    result = load(top.path(checkpoint.RESULT))
+    result = load(top.path(checkpoint.RESULT), like=plan.carry_shape.params)
     drop_slice(top, plan)
     return result
 

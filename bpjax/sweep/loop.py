@@ -54,7 +54,7 @@ def execute(plan: Plan, progress: bool | None, out=None, checkpoint_seconds=30.0
         layout = top.open({"chunk": plan.chunk, "seg_records": plan.seg_records})
         if top.finished():
             _say(f"bpjax: {top.out} holds this finished sweep; loading it")
-            result = load(top.path(checkpoint.RESULT))
+            result = load(top.path(checkpoint.RESULT), like=plan.carry_shape.params)
             distributed.drop_slice(top, plan)
             return result
         if plan.procs > 1:
