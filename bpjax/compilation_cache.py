@@ -85,4 +85,37 @@ def enable(path: str | None = None) -> str | None:
     for name, value in _THRESHOLDS.items():
         if name.upper() not in os.environ:
             jax.config.update(name, value)
+    _write_entries_atomically()
     return path
+
+
+def _write_entries_atomically() -> None:
+    """JAX writes a cache entry in place (``Path.write_bytes``): a process killed while
+    writing one (a sweep resumes after ``kill -9``) would leave it truncated, and
+    every later process would fail to read it and warn. Written to a temporary name
+    and renamed, an entry is whole or absent. Only JAX's default cache (no eviction,
+    a local directory) is changed; where its private module differs, nothing is."""
+    try:
+        from jax._src import lru_cache
+    except ImportError:
+        return
+    cls = getattr(lru_cache, "LRUCache", None)
+    original = getattr(cls, "put", None)
+    if original is None or getattr(original, "_bpjax", False):
+        return
+
+    def put(self, key: str, value: bytes) -> None:
+        if getattr(self, "eviction_enabled", True) or not isinstance(self.path, os.PathLike):
+            return original(self, key, value)
+        if not key:
+            raise ValueError("key cannot be empty")
+        target = os.path.join(os.fspath(self.path), f"{key}{lru_cache._CACHE_SUFFIX}")
+        if os.path.exists(target):
+            return
+        tmp = f"{target}.tmp-{os.getpid()}"
+        with open(tmp, "wb") as f:
+            f.write(value)
+        os.replace(tmp, target)
+
+    put._bpjax = True
+    cls.put = put

@@ -208,7 +208,10 @@ def compiled(spec: Spec, sharding=None, unroll: int = 1) -> Compiled:
     # Each segment runs optimistically first (its input carry kept: not donated), and
     # again with the per-step guard from that carry where some run met a non-finite value.
     functions = Compiled(
-        start=jax.jit(start, static_argnums=3),
+        # start's outputs sharded like the segments' (else the second segment compiles
+        # again, for new input shardings: W2 cold paid 3 of 11 compiles for it)
+        start=jax.jit(start, static_argnums=3,
+                      **({} if sharding is None else {"out_shardings": sharding})),
         running=jax.jit(live),
         segment=jax.jit(partial(segment, optimistic=False), static_argnums=7,
                         donate_argnums=(0, 1)),

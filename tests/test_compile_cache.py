@@ -1,0 +1,191 @@
+"""The persistent compilation cache: a new process loads a sweep's programs from disk.
+
+Each case runs in a fresh process (the cache is read when JAX first compiles, and
+``import bpjax`` sets it up), so none depends on this session's JAX state.
+
+JAX times a load from the persistent cache with the same event as a compilation
+(``/jax/core/compile/backend_compile_duration`` wraps both in jax 0.10.2), and
+records ``/jax/compilation_cache/cache_hits`` for each load: so the XLA
+compilations a process pays are the first count less the second.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Runs the representative sweep once per item of argv[1] (a comma-separated list of
+# ``segments``, 0 for the default), each time with a fresh loss lambda (same code), and
+# prints per call: events, XLA compilations, programs, final losses (hex).
+PROBE = """
+import json, sys
+import jax
+import numpy as np
+
+n = {"compile": 0, "hits": 0, "misses": 0}
+names = []
+
+def on_duration(event, secs, fun_name=None, **kw):
+    if event == "/jax/core/compile/backend_compile_duration":
+        n["compile"] += 1
+        names.append(fun_name)
+
+def on_event(event, **kw):
+    if event == "/jax/compilation_cache/cache_hits":
+        n["hits"] += 1
+    elif event == "/jax/compilation_cache/cache_misses":
+        n["misses"] += 1
+
+jax.monitoring.register_event_duration_secs_listener(on_duration)
+jax.monitoring.register_event_listener(on_event)
+import jax.numpy as jnp
+import bpjax
+
+def run(loss, segments):
+    before, names[:] = dict(n), []
+    r = bpjax.sweep(loss, lambda c, k: {"w": jnp.ones(3) * c["x0"]}, "sgd",
+                    bpjax.Grid(lr=[0.1, 0.2], x0=[1.0, 2.0]), steps=20, progress=False,
+                    segments=segments or None)
+    out = {k: n[k] - before[k] for k in n}
+    out.update(xla=out["compile"] - out["hits"], programs=list(names),
+               final_loss=[float(x).hex() for x in np.ravel(r.final_loss)])
+    return out
+
+calls = [run(lambda p: jnp.sum(p["w"] ** 2), int(s)) for s in sys.argv[1].split(",")]
+print(json.dumps({"calls": calls, "cache_dir": jax.config.jax_compilation_cache_dir,
+                  "devices": jax.device_count()}))
+"""
+
+# What ``import bpjax`` left in JAX's cache settings.
+SETTINGS = """
+import json
+import bpjax, jax
+print(json.dumps({k: getattr(jax.config, k) for k in (
+    "jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+    "jax_persistent_cache_min_entry_size_bytes")}))
+"""
+
+_OURS = ("BPJAX_CACHE", "BPJAX_CPU_DEVICES", "XLA_FLAGS", "JAX_COMPILATION_CACHE_DIR",
+         "JAX_ENABLE_COMPILATION_CACHE", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS",
+         "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "XDG_CACHE_HOME")
+
+
+def python(code: str, *args: str, **env: str) -> tuple[dict, str]:
+    """Runs ``code`` in a fresh process (2 CPU devices unless ``env`` says otherwise);
+    returns its printed JSON and its stderr."""
+    clean = {k: v for k, v in os.environ.items() if k not in _OURS}
+    out = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True,
+                         text=True, timeout=180, env=clean | {"BPJAX_CPU_DEVICES": "2"} | env)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1]), out.stderr
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """A cold process (empty cache, two sweep calls), then a warm one (same cache dir)."""
+    home = tmp_path_factory.mktemp("xdg")
+    cold, _ = python(PROBE, "0,0", XDG_CACHE_HOME=str(home))
+    warm, _ = python(PROBE, "0", XDG_CACHE_HOME=str(home))
+    return home, cold, warm
+
+
+@pytest.fixture(scope="module")
+def off(tmp_path_factory):
+    home = tmp_path_factory.mktemp("xdg_off")
+    out, _ = python(PROBE, "0,2", XDG_CACHE_HOME=str(home), BPJAX_CACHE="0")
+    return home, out
+
+
+def test_a_second_process_compiles_nothing(shared):
+    home, cold, warm = shared
+    assert cold["cache_dir"] == str(home / "bpjax") == warm["cache_dir"]
+    first, again = cold["calls"][0], warm["calls"][0]
+    assert first["xla"] == first["misses"] == 2 and first["hits"] == 0  # written to disk
+    assert again["xla"] == 0 and again["hits"] == again["compile"] == 2  # loaded from it
+    assert again["final_loss"] == first["final_loss"]  # bit for bit
+    assert len(list((home / "bpjax").glob("*-cache"))) == 2
+
+
+def test_a_fresh_lambda_is_served_from_disk(shared):
+    # The same code in a new function object misses bpjax's and JAX's in-memory caches
+    # (they key on the function), is traced and lowered again, and then loaded.
+    _, cold, _ = shared
+    second = cold["calls"][1]
+    assert second["xla"] == 0 and second["hits"] == 2
+    assert second["final_loss"] == cold["calls"][0]["final_loss"]
+
+
+def test_one_device_does_not_load_two_device_programs(shared):
+    # The cache key includes the device assignment: a 1-device process sharing the
+    # directory compiles its own programs (3 there: unsharded, the sweep's grid values
+    # also go through an eager ``jnp.asarray``, compiled as ``stage``).
+    home, cold, _ = shared
+    one, _ = python(PROBE, "0", XDG_CACHE_HOME=str(home), BPJAX_CPU_DEVICES="1")
+    assert one["devices"] == 1
+    assert one["calls"][0]["hits"] == 0 and one["calls"][0]["xla"] > 0
+    assert one["calls"][0]["final_loss"] == cold["calls"][0]["final_loss"]
+
+
+def test_first_sweep_compiles_two_programs(off):
+    # 2 compiled programs, on 2 CPU devices with one optimizer and no static axes:
+    # ``start`` (initial carry, history buffers, finite test) and the optimistic
+    # ``segment`` (all 20 steps in one segment; nothing diverges, so the guarded
+    # segment is never compiled). More means a sweep compiles more than it did.
+    _, out = off
+    call = out["calls"][0]
+    assert call["programs"] == ["jit(start)", "jit(segment)"]
+    assert call["xla"] == call["compile"] == 2
+
+
+def test_a_two_segment_sweep_compiles_two_programs_too(off):
+    # ``start`` gives its outputs the segments' sharding, so the second segment runs
+    # the first one's program (it compiled again, for new input shardings, when
+    # ``start`` returned the carry's constant leaves replicated: 3 programs).
+    _, out = off
+    call = out["calls"][1]
+    assert call["programs"] == ["jit(start)", "jit(segment)"]
+    assert call["xla"] == call["compile"] == 2
+
+
+def test_bpjax_cache_0_changes_nothing(off):
+    home, out = off
+    assert out["cache_dir"] is None
+    assert out["calls"][0]["hits"] == out["calls"][0]["misses"] == 0
+    assert not (home / "bpjax").exists()
+
+
+def test_the_users_cache_dir_wins(tmp_path):
+    mine = tmp_path / "mine"
+    got, _ = python(SETTINGS, XDG_CACHE_HOME=str(tmp_path), JAX_COMPILATION_CACHE_DIR=str(mine))
+    assert got["jax_compilation_cache_dir"] == str(mine)
+    assert got["jax_persistent_cache_min_compile_time_secs"] == 1.0  # JAX's default, kept
+    assert not (tmp_path / "bpjax").exists()
+
+
+def test_an_unwritable_cache_dir_warns_and_leaves_the_cache_off(tmp_path):
+    (tmp_path / "file").write_text("not a directory")
+    got, err = python(SETTINGS, XDG_CACHE_HOME=str(tmp_path / "file"))
+    assert got["jax_compilation_cache_dir"] is None
+    assert err.count("bpjax: no persistent compilation cache") == 1
+
+
+def test_a_cache_entry_is_whole_or_absent(tmp_path, monkeypatch):
+    # a process killed while JAX writes an entry must not leave a truncated one
+    from jax._src import lru_cache
+
+    cache = lru_cache.LRUCache(str(tmp_path), max_size=-1)
+
+    def killed(src, dst):
+        raise KeyboardInterrupt  # dies between writing and renaming
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        cache.put("k", b"x" * 1000)
+    monkeypatch.undo()
+    assert cache.get("k") is None  # not a truncated entry
+    cache.put("k", b"x" * 1000)
+    assert cache.get("k") == b"x" * 1000
