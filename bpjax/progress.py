@@ -1,4 +1,8 @@
-"""A dependency-free progress bar: steps done, rate and ETA, on stderr."""
+"""A dependency-free progress bar: steps done, rate and ETA, on stderr.
+
+Shown by default where someone watches: a terminal, or a Jupyter notebook (whose
+output redraws a line on ``\r``); ``sweep(..., progress=True/False)`` decides.
+"""
 
 import sys
 import time
@@ -7,7 +11,7 @@ import time
 class Progress:
     def __init__(self, total: int, label: str = "", enabled: bool | None = None, stream=None):
         self.stream = stream or sys.stderr
-        self.enabled = self.stream.isatty() if enabled is None else enabled
+        self.enabled = _interactive(self.stream) if enabled is None else enabled
         self.total, self.label, self.done = max(int(total), 1), label, 0
         self.start = time.perf_counter()
         self._last = 0.0
@@ -43,3 +47,13 @@ def _si(n: float) -> str:
             return f"{n:.0f}{unit}" if unit == "" else f"{n:.1f}{unit}"
         n /= 1000
     return f"{n:.1f}P"
+
+
+def _interactive(stream) -> bool:
+    """A terminal, or a Jupyter kernel's output stream (ipykernel's OutStream)."""
+    if type(stream).__module__.startswith("ipykernel"):
+        return True
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # closed or not a file
+        return False

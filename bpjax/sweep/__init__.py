@@ -27,9 +27,9 @@ from bpjax.grid import Grid
 from bpjax.result import Result
 from bpjax.sweep.compiled import config_keys
 from bpjax.sweep.loop import execute
-from bpjax.sweep.plan import Options, make_plan
+from bpjax.sweep.plan import Options, SegmentInfo, make_plan
 
-__all__ = ["Options", "config_keys", "initial_params", "sweep"]
+__all__ = ["Options", "SegmentInfo", "config_keys", "initial_params", "sweep"]
 
 
 def initial_params(init: Callable, grid: Grid | Mapping, seed: int = 0):
@@ -137,7 +137,7 @@ def sweep(
                         seed=seed, data=data, batch_size=batch_size, val_data=val_data,
                         record_params=record_params, record=record, target=target,
                         stop_at_target=stop_at_target, metrics=metrics, options=options)
-    return execute(planned, progress, out, options.checkpoint_seconds)
+    return execute(planned, options, progress, out)
 
 
 def _options(options: Options | None, how: dict) -> Options:

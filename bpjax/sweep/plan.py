@@ -52,6 +52,10 @@ class Options(NamedTuple):
         last bits where XLA's code depends on the batch size.
       checkpoint_seconds: with ``out=``, the least time between two checkpoints
         of a chunk in progress.
+      on_segment: called after every segment with a ``SegmentInfo`` (the step, the
+        runs still stepping and diverged, the lowest loss so far): to log to
+        TensorBoard, W&B or rich without bpjax depending on them. It costs one more
+        device-to-host copy per segment (two numbers per run).
     """
 
     max_memory: int | None = None
@@ -60,6 +64,21 @@ class Options(NamedTuple):
     shard: bool = True
     compact: bool = True
     checkpoint_seconds: float = 30.0
+    on_segment: Callable | None = None
+
+
+class SegmentInfo(NamedTuple):
+    """Where a sweep is, passed to ``Options.on_segment`` after each segment."""
+
+    optimizer: str
+    chunk: int  # this chunk, from 0
+    n_chunks: int
+    step: int  # the steps its runs have taken
+    steps: int
+    runs: int  # runs in this chunk
+    live: int  # still taking steps (not diverged, not stopped at the target)
+    diverged: int
+    best_loss: float  # the lowest loss recorded so far by any run of this chunk
 
 
 class Plan(NamedTuple):
@@ -106,6 +125,9 @@ def make_plan(loss_fn, init, optimizer, grid, steps, *, record_every, seed, data
             f"record_every={record_every} does not divide steps={steps}; records are at "
             f"steps 0, k, 2k, ..., steps, so choose a divisor of {steps}"
         )
+    if options.on_segment is not None and not callable(options.on_segment):
+        raise TypeError(f"on_segment must be callable as on_segment(info), "
+                        f"got {options.on_segment!r}")
     segments = options.segments
     if segments is not None:
         segments = positive_int("segments", segments)
