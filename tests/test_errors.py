@@ -24,7 +24,11 @@ CASES = [
     (dict(grid={"lr": [], "x0": [1.0]}), "axis 'lr' is empty"),
     (dict(grid={"lr": [[0.1, 0.2]], "x0": [1.0]}), "axis 'lr' must be 1-D"),
     (dict(grid={"lr": [0.1, np.nan], "x0": [1.0]}), "non-finite"),
-    (dict(grid={"lr": ["a"], "x0": [1.0]}), "must hold numbers"),
+    (dict(grid={"lr": [None], "x0": [1.0]}), "must hold numbers"),  # (strings: static)
+    (dict(grid={"lr": [0.1], "x0": [1.0], "act": ["tanh", "tanh"]}),
+     "static axis 'act' repeats the values \\['tanh'\\]"),
+    (dict(grid={"lr": [0.1], "x0": [1.0], "width": bpjax.static([4, 4.5])}),
+     "static axis 'width' must hold strings or integers"),
     (dict(grid={"lr": [0.1], "x0": [1.0], "step": [1]}), "reserved"),
     (dict(grid={"lr": [0.1], "x0": [1.0], "seed": [0.5]}), "'seed' must hold integers"),
     (dict(optimizer="adamw"), "unknown optimizer 'adamw'; valid names: sgd, momentum"),

@@ -25,6 +25,7 @@ import numpy as np
 
 from bpjax.grid import Grid
 from bpjax.result import Result
+from bpjax.sweep import static
 from bpjax.sweep.compiled import config_keys
 from bpjax.sweep.loop import execute
 from bpjax.sweep.plan import Options, SegmentInfo, make_plan
@@ -133,11 +134,19 @@ def sweep(
       [[False, False], [False, True]]
     """
     options = _options(options, how)
-    planned = make_plan(loss_fn, init, optimizer, grid, steps, record_every=record_every,
-                        seed=seed, data=data, batch_size=batch_size, val_data=val_data,
-                        record_params=record_params, record=record, target=target,
-                        stop_at_target=stop_at_target, metrics=metrics, options=options)
-    return execute(planned, options, progress, out)
+
+    def plan(grid, combo=()):
+        return make_plan(loss_fn, init, optimizer, grid, steps, record_every=record_every,
+                         seed=seed, data=data, batch_size=batch_size, val_data=val_data,
+                         record_params=record_params, record=record, target=target,
+                         stop_at_target=stop_at_target, metrics=metrics, options=options,
+                         static=combo)
+
+    grid = Grid(**grid) if isinstance(grid, Mapping) else grid
+    if isinstance(grid, Grid) and grid.static_dims:
+        return static.run(grid, plan, lambda p, folder: execute(p, options, progress, folder),
+                          out)
+    return execute(plan(grid), options, progress, out)
 
 
 def _options(options: Options | None, how: dict) -> Options:

@@ -44,12 +44,13 @@ class Spec(NamedTuple):
     histories: bool = True  # record="full"; False: summaries only
     stop: bool = False  # runs stop at the target
     metrics: tuple[tuple[str, Callable], ...] = ()  # (name, metric(params, loss)), by name
+    static: tuple[tuple[str, Any], ...] = ()  # (axis, Python value) of a static combination
 
     @property
     def key(self):
         return (self.loss_fn, self.loss_takes_config, self.init, self.opt.source, self.axes,
                 self.record_every, self.batch_size, self.has_data, self.record_params,
-                self.has_val, self.histories, self.stop, self.metrics)
+                self.has_val, self.histories, self.stop, self.metrics, self.static)
 
 
 class Inputs(NamedTuple):
@@ -89,6 +90,7 @@ def config_keys(config: Mapping, base_seed):
 class Bound(NamedTuple):
     """One configuration's keys, optimizer and loss ``loss(params, batch)``."""
 
+    config: dict  # axis -> value: traced, and the static combination's Python values
     init_key: jax.Array
     data_key: jax.Array
     tx: Any
@@ -98,6 +100,7 @@ class Bound(NamedTuple):
 
 
 def bind(spec: Spec, config: Mapping, base_seed, data=None) -> Bound:
+    config = {**config, **dict(spec.static)}
     init_key, data_key = config_keys(config, base_seed)
     tx = spec.opt.factory(**optim.hyperparams(spec.opt, config))
     extra = {"config": config} if spec.loss_takes_config else {}
@@ -115,7 +118,8 @@ def bind(spec: Spec, config: Mapping, base_seed, data=None) -> Bound:
 
         def metrics(params):
             return {name: fn(params, full) for name, fn in spec.metrics}
-    return Bound(init_key, data_key, tx, loss, engine.Batching(data, spec.batch_size), metrics)
+    return Bound(config, init_key, data_key, tx, loss, engine.Batching(data, spec.batch_size),
+                 metrics)
 
 
 def _validation(spec: Spec, bound: Bound, val_data):
@@ -125,7 +129,7 @@ def _validation(spec: Spec, bound: Bound, val_data):
 def init_one(spec: Spec, config, base_seed, inputs: Inputs) -> engine.Carry:
     """One configuration's starting carry (params, optimizer state, loss, gradient)."""
     bound = bind(spec, config, base_seed, inputs.data)
-    params = spec.init(config, bound.init_key)
+    params = spec.init(bound.config, bound.init_key)
     return engine.init_carry(params, bound.tx, bound.loss, bound.batching, bound.data_key,
                              _validation(spec, bound, inputs.val_data), inputs.target)
 
@@ -271,7 +275,7 @@ def _trace_one(spec: Spec, flat: Mapping, seed: int, inputs: Inputs):
 
     def one(config, base_seed, inputs):
         bound = bind(spec, config, base_seed, inputs.data)
-        params = spec.init(config, bound.init_key)
+        params = spec.init(bound.config, bound.init_key)
         return params, bound.loss(params, bound.batching.batch(bound.data_key, jnp.int32(0)))
 
     try:

@@ -112,8 +112,9 @@ class Plan(NamedTuple):
 
 def make_plan(loss_fn, init, optimizer, grid, steps, *, record_every, seed, data, batch_size,
          val_data, record_params, record, target, stop_at_target, metrics=None,
-         options: Options) -> Plan:
-    """Checks every argument (see ``sweep``) and sizes the work."""
+         options: Options, static: tuple = ()) -> Plan:
+    """Checks every argument (see ``sweep``) and sizes the work; ``static`` is the
+    static combination this plan runs ((axis, value) pairs; ``grid`` its other axes)."""
     if isinstance(grid, Mapping):
         grid = Grid(**grid)
     if not isinstance(grid, Grid):
@@ -149,7 +150,7 @@ def make_plan(loss_fn, init, optimizer, grid, steps, *, record_every, seed, data
     if not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
         raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
     opts, multi = optim.resolve(optimizer)
-    optim.check_grid(opts, grid.axes)
+    optim.check_grid(opts, grid.axes | {name: [value] for name, value in static})
     data, batch_size = check_data(data, batch_size)
     if val_data is not None:
         if data is None:
@@ -167,7 +168,7 @@ def make_plan(loss_fn, init, optimizer, grid, steps, *, record_every, seed, data
     histories = record == "full"
     specs = [Spec(loss_fn, takes_config, init, o, axes, record_every, batch_size,
                   data is not None, bool(record_params) and histories, val_data is not None,
-                  histories, bool(stop_at_target), metrics) for o in opts]
+                  histories, bool(stop_at_target), metrics, tuple(static)) for o in opts]
 
     flat = grid.flat()
     procs = jax.process_count()
@@ -257,6 +258,7 @@ def describe(plan: Plan) -> dict:
         "stop_at_target": spec.stop,
         "x64": bool(jax.config.jax_enable_x64),
         "metrics": {name: checkpoint.digest(fn) for name, fn in spec.metrics},
+        "static": dict(spec.static),
         "data": None if data is None else checkpoint.digest(jax.tree.leaves(data)),
     } | ({} if val_data is None else {"val_data": checkpoint.digest(jax.tree.leaves(val_data))})
 
