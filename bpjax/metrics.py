@@ -12,7 +12,7 @@ and returns ``res.metrics[name]`` with dims ``res.dims_of("metrics/" + name)``
 (3.0, 3.605551242828369, 2.2360680103302)
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -58,3 +58,37 @@ def param_norm(params, loss) -> jax.Array:
     """The global (Euclidean) norm of the params."""
     del loss
     return optax.global_norm(params)
+
+
+def check(metrics) -> tuple[tuple[str, Callable], ...]:
+    """``metrics`` (a dict name -> metric or built-in name, or a list of built-in
+    names) as ``(name, metric)`` pairs sorted by name."""
+    if metrics is None:
+        return ()
+    if isinstance(metrics, str) or not isinstance(metrics, (Mapping, list, tuple)):
+        raise TypeError(f"metrics must be a dict name -> metric(params, loss), or a list of "
+                        f"built-in names ({', '.join(BUILTIN)}), got {metrics!r}")
+    if not isinstance(metrics, Mapping):
+        metrics = {name: name for name in metrics}
+    pairs = []
+    for name, fn in metrics.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"metric names must be Python identifiers, got {name!r}")
+        if isinstance(fn, str):
+            if fn not in BUILTIN:
+                raise ValueError(f"unknown metric {fn!r}; built-in metrics: "
+                                 f"{', '.join(BUILTIN)}, or pass a callable "
+                                 "metric(params, loss)")
+            fn = BUILTIN[fn]
+        if not callable(fn):
+            raise TypeError(f"metric {name!r} must be callable as metric(params, loss), "
+                            f"got {fn!r}")
+        pairs.append((name, fn))
+    return tuple(sorted(pairs, key=lambda pair: pair[0]))
+
+
+BUILTIN: dict[str, Metric] = {  # what sweep(metrics=) accepts by name
+    "grad_norm": grad_norm,
+    "param_norm": param_norm,
+    "sharpness": sharpness(),
+}

@@ -160,7 +160,7 @@ def make_plan(loss_fn, init, optimizer, grid, steps, *, record_every, seed, data
         if jax.tree.structure(val_data) != jax.tree.structure(data):
             raise ValueError(f"val_data must be structured like data "
                              f"({jax.tree.structure(data)}), got {jax.tree.structure(val_data)}")
-    metrics = check_metrics(metrics)
+    metrics = metrics_lib.check(metrics)
     if metrics and record != "full":
         raise ValueError("metrics are recorded at every record step: they need record='full'")
     takes_config = _takes_config(loss_fn)
@@ -275,40 +275,6 @@ def chunk_configs(plan: Plan, lo: int, hi: int) -> dict:
     if plan.sharding is not None:
         return jax.device_put(configs, plan.sharding)
     return {k: jnp.asarray(v) for k, v in configs.items()}
-
-
-def check_metrics(metrics) -> tuple[tuple[str, Callable], ...]:
-    """``metrics`` (a dict name -> metric or built-in name, or a list of built-in
-    names) as ``(name, metric)`` pairs sorted by name."""
-    if metrics is None:
-        return ()
-    if isinstance(metrics, str) or not isinstance(metrics, (Mapping, list, tuple)):
-        raise TypeError(f"metrics must be a dict name -> metric(params, loss), or a list of "
-                        f"built-in names ({', '.join(BUILTIN_METRICS)}), got {metrics!r}")
-    if not isinstance(metrics, Mapping):
-        metrics = {name: name for name in metrics}
-    pairs = []
-    for name, fn in metrics.items():
-        if not isinstance(name, str) or not name.isidentifier():
-            raise ValueError(f"metric names must be Python identifiers, got {name!r}")
-        if isinstance(fn, str):
-            if fn not in BUILTIN_METRICS:
-                raise ValueError(f"unknown metric {fn!r}; built-in metrics: "
-                                 f"{', '.join(BUILTIN_METRICS)}, or pass a callable "
-                                 "metric(params, loss)")
-            fn = BUILTIN_METRICS[fn]
-        if not callable(fn):
-            raise TypeError(f"metric {name!r} must be callable as metric(params, loss), "
-                            f"got {fn!r}")
-        pairs.append((name, fn))
-    return tuple(sorted(pairs, key=lambda pair: pair[0]))
-
-
-BUILTIN_METRICS: dict[str, Callable] = {
-    "grad_norm": metrics_lib.grad_norm,
-    "param_norm": metrics_lib.param_norm,
-    "sharpness": metrics_lib.sharpness(),
-}
 
 
 def _takes_config(loss_fn) -> bool:
