@@ -14,16 +14,16 @@ as such, any other node as a dict keyed by its fields. Version-1 files still loa
 """
 
 import hashlib
+import itertools
 import json
 import os
-import zipfile
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import jax
 import numpy as np
 
-from bpjax.io import atomic_savez
+from bpjax.io import atomic_savez, read_npz
 
 FORMAT = "bpjax-result"
 FORMAT_VERSION = 2
@@ -109,24 +109,33 @@ class Result:
             if name not in self.dims:
                 raise KeyError(f"no axis {name!r}; axes are {self.dims}")
             index[self.dims.index(name)] = _positions(name, self.coords[name], value)
-        basic = tuple(i if isinstance(i, int) else slice(None) for i in index)
         kept = [(d, i) for d, i in zip(self.dims, index) if not isinstance(i, int)]
-        picks = [(axis, i) for axis, (_, i) in enumerate(kept) if isinstance(i, np.ndarray)]
         keep = tuple(d for d, _ in kept)
         new = {k: v for k, v in self.coords.items() if k in keep or k == "step"}
         new.update({d: self.coords[d][i] for d, i in kept if isinstance(i, np.ndarray)})
-
-        def take(x):
-            x = x[basic]
-            for axis, ix in picks:  # one axis at a time: outer, not numpy's paired, indexing
-                if ix.size and np.array_equal(ix, np.arange(ix[0], ix[0] + ix.size)):
-                    x = x[(slice(None),) * axis + (slice(ix[0], ix[0] + ix.size),)]  # a view
-                else:
-                    x = np.take(x, ix, axis=axis)
-            return x
-
-        fields = {name: jax.tree.map(take, getattr(self, name)) for name in _ARRAYS + TREES}
-        return replace(self, dims=keep, coords=new, **fields)
+        by = self.meta.get("params_by")
+        own = PARAMS if by else ()  # params kept per static combination (bpjax.sweep.static)
+        take = _taker(index)
+        fields = {name: jax.tree.map(take, getattr(self, name))
+                  for name in _ARRAYS + TREES if name not in own}
+        meta = self.meta
+        if by:
+            take_own = _taker([i for d, i in zip(self.dims, index) if d not in by])
+            at = [index[self.dims.index(d)] for d in by]
+            combos = [c for c in itertools.product(*(range(len(self.coords[d])) for d in by))
+                      if all(i == j if isinstance(i, int) else isinstance(i, slice)
+                             or j in i for i, j in zip(at, c))]
+            names = [",".join(f"{d}={self.coords[d][j].item()}" for d, j in zip(by, c))
+                     for c in combos]
+            one = all(isinstance(i, int) for i in at)
+            for name in PARAMS:
+                tree = getattr(self, name)
+                picked = None if tree is None else {
+                    n: jax.tree.map(take_own, tree[n]) for n in names}
+                fields[name] = picked[names[0]] if one and picked is not None else picked
+            if one:
+                meta = {k: v for k, v in self.meta.items() if k != "params_by"}
+        return replace(self, dims=keep, coords=new, meta=meta, **fields)
 
     def save(self, path, external: dict[str, np.ndarray] | None = None) -> None:
         """Writes atomically (temporary file, fsync, rename): never a half-written file.
@@ -183,27 +192,36 @@ def load(path, like: Any = None) -> Result:
     """
     path = os.fspath(path)
     try:
-        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
+        arrays = read_npz(path)  # (every header checked against its size first)
     except FileNotFoundError:
         raise
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+    except (OSError, ValueError) as e:
         raise ValueError(
             f"{path} is not a readable bpjax result (truncated or corrupt): {e}") from e
     if "meta.json" not in arrays:
         raise ValueError(f"{path} has no meta.json: not a bpjax result")
-    meta = json.loads(str(arrays.pop("meta.json")))
+    try:
+        meta = json.loads(str(arrays.pop("meta.json")))
+    except ValueError as e:
+        raise ValueError(f"{path}: its meta.json is damaged ({e})") from e
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: its meta.json is not an object: not a bpjax result")
     version = meta.get("format_version")
     if meta.get("format") != FORMAT or version not in (1, FORMAT_VERSION):
         raise ValueError(
             f"{path}: format {meta.get('format')!r} v{version}, "
             f"expected {FORMAT!r} v{FORMAT_VERSION} (or v1)"
         )
-    sums = meta.pop("sha256")
+    sums = meta.pop("sha256", None)
+    external = meta.pop("external", {})
+    if not isinstance(sums, dict) or not isinstance(external, dict):
+        raise ValueError(f"{path}: its meta.json lacks the checksums: file was altered")
     folder = os.path.dirname(os.path.abspath(path))
-    for name, (file, shape) in meta.pop("external", {}).items():
+    for name, entry in external.items():
+        file, shape = _external(path, name, entry)
         try:
-            arrays[name] = np.load(os.path.join(folder, file), mmap_mode="r").reshape(shape)
+            arrays[name] = np.load(os.path.join(folder, file), mmap_mode="r",
+                                   allow_pickle=False).reshape(shape)
         except (OSError, ValueError) as e:
             raise ValueError(f"{path}: its array {name!r} lives in {file}, which is missing "
                              f"or unreadable beside it ({e})") from e
@@ -213,17 +231,63 @@ def load(path, like: Any = None) -> Result:
     for name, digest in sums.items():
         if _digest(arrays[name]) != digest:
             raise ValueError(f"{path}: checksum mismatch in {name!r}; file was altered")
-    dims = tuple(meta.pop("dims"))
+    dims = meta.pop("dims", None)
+    if not (isinstance(dims, list) and all(isinstance(d, str) for d in dims)):
+        raise ValueError(f"{path}: its meta.json has no dims: file was altered")
+    dims = tuple(dims)
     coords = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("coords/")}
     if version == 1:  # one spec per tree, ``{"dict": {key: spec}}``, leaves at ``name/a/0``
         specs = {name: meta.pop(f"{name}_tree", None) for name in TREES}
     else:
-        specs = meta.pop("trees")
-    trees = {name: _rebuild(specs.get(name), arrays.__getitem__)
-             if like is None or name not in PARAMS
-             else _like(path, name, specs.get(name), like, arrays, version) for name in TREES}
+        specs = meta.pop("trees", None)
+    if not isinstance(specs, dict):
+        raise ValueError(f"{path}: its meta.json describes no trees: file was altered")
+    trees = {}
+    for name in TREES:
+        try:
+            trees[name] = _rebuild(specs.get(name), arrays.__getitem__)
+        except (KeyError, TypeError, AttributeError) as e:  # a spec naming no array
+            raise ValueError(f"{path}: its meta.json describes {name} with arrays it lacks "
+                             f"({e!r}): file was altered") from e
+        if like is not None and name in PARAMS:
+            trees[name] = _like(path, name, specs.get(name), like, arrays, version)
     return Result(dims=dims, coords=coords, meta=meta, **trees,
                   **{name: arrays.get(name) for name in _ARRAYS})
+
+
+def _external(path: str, name: str, entry) -> tuple[str, list[int]]:
+    """An "external" entry: a plain file name in the result's folder, and a shape."""
+    if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], list)
+            and all(type(d) is int and d >= 0 for d in entry[1])):
+        raise ValueError(f"{path}: its external entry for {name!r} is not [file, shape]: "
+                         "file was altered")
+    file = entry[0]
+    plain = (isinstance(file, str) and file not in ("", ".", "..") and "\0" not in file
+             and os.path.basename(file) == file and not os.path.isabs(file)
+             and os.sep not in file and (os.altsep is None or os.altsep not in file))
+    if not plain:
+        raise ValueError(f"{path} refers to {file!r} outside its folder (for {name!r}): "
+                         "refused")
+    return file, entry[1]
+
+
+def _taker(index: list) -> Any:
+    """``x[index]`` with ``index`` per axis an int, ``slice(None)`` or an array of
+    positions, applied one axis at a time (outer, not numpy's paired, indexing)."""
+    basic = tuple(i if isinstance(i, int) else slice(None) for i in index)
+    kept = [i for i in index if not isinstance(i, int)]
+    picks = [(axis, i) for axis, i in enumerate(kept) if isinstance(i, np.ndarray)]
+
+    def take(x):
+        x = x[basic]
+        for axis, ix in picks:
+            if ix.size and np.array_equal(ix, np.arange(ix[0], ix[0] + ix.size)):
+                x = x[(slice(None),) * axis + (slice(ix[0], ix[0] + ix.size),)]  # a view
+            else:
+                x = np.take(x, ix, axis=axis)
+        return x
+
+    return take
 
 
 def _positions(name: str, axis: np.ndarray, value) -> int | np.ndarray:

@@ -177,7 +177,8 @@ def test_runs_dead_at_the_start_keep_their_carry_and_records_without_a_select_pe
     fast = jax.vmap(lambda *a: one(*a, True))(*args)
     for g, f in zip(jax.tree.leaves(guarded), jax.tree.leaves(fast)):
         np.testing.assert_array_equal(np.asarray(f), np.asarray(g))
-    (carry, (loss, params, val)) = fast
+    carry, records = fast
+    params = records.params
     start = np.float32(x0)
     np.testing.assert_array_equal(np.asarray(params["x"])[dead], start[dead, None].repeat(6, 1))
     assert (np.asarray(params["x"])[~dead, -1] != start[~dead]).all()  # the others moved

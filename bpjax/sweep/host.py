@@ -11,6 +11,7 @@ import jax
 import numpy as np
 
 from bpjax import engine
+from bpjax.io import WriteError
 from bpjax.result import Result
 from bpjax.sweep.plan import Plan
 
@@ -96,9 +97,14 @@ class Host:
         if isinstance(a, np.memmap):  # one contiguous block, written through the file
             block = np.ascontiguousarray(block, a.dtype)
             row = block.nbytes // max(1, block.shape[0])
-            with open(a.filename, "r+b") as f:
-                f.seek(a.offset + (o * self.n + lo) * row)
-                f.write(memoryview(block).cast("B"))
+            try:
+                with open(a.filename, "r+b") as f:
+                    f.seek(a.offset + (o * self.n + lo) * row)
+                    f.write(memoryview(block).cast("B"))
+            except OSError as e:  # (ENOSPC) that chunk is not committed: it is recomputed
+                raise WriteError(e.errno, f"could not write {a.filename}: {e.strerror}; the "
+                                 "previous checkpoint is intact; free space and rerun to "
+                                 "resume") from e
         else:
             a[o, lo: lo + block.shape[0]] = block
 

@@ -8,6 +8,7 @@ segment is dispatched while the last one is checked (run ahead). Segment
 boundaries are also where progress is shown and checkpoints are written.
 """
 
+import os
 import sys
 import time
 from functools import partial
@@ -45,12 +46,28 @@ class Chunk(NamedTuple):
 
 def execute(plan: Plan, options: Options, progress: bool | None, out=None) -> Result:
     """Trains every chunk of every optimizer of ``plan`` (resuming from ``out``)."""
+    stores: list[checkpoint.Store] = []
+    try:
+        return _execute(plan, options, progress, out, stores)
+    except KeyboardInterrupt:
+        if out is not None:
+            _say(f"bpjax: interrupted; rerun the same sweep to resume from {os.fspath(out)}")
+        raise
+    finally:
+        for store in stores:  # the folders' locks go now, not with the traceback
+            store.close()
+
+
+def _execute(plan: Plan, options: Options, progress: bool | None, out,
+             stores: list) -> Result:
     store = top = None
     if out is not None:
         # With several processes (jax.distributed), each checkpoints its slice of the
         # grid in a folder of its own inside ``out`` (which they must all see), and
-        # process 0 writes the result of the whole grid in ``out`` at the end.
-        top = store = checkpoint.Store(out, describe(plan))
+        # process 0 writes the result of the whole grid in ``out`` at the end. Every
+        # process opens ``out``, so only the slices' folders are locked.
+        top = store = checkpoint.Store(out, describe(plan), lock=plan.procs == 1)
+        stores.append(top)
         layout = top.open({"chunk": plan.chunk, "seg_records": plan.seg_records})
         if top.finished():
             _say(f"bpjax: {top.out} holds this finished sweep; loading it")
@@ -61,6 +78,7 @@ def execute(plan: Plan, options: Options, progress: bool | None, out=None) -> Re
             store = checkpoint.Store(distributed.slice_folder(top, jax.process_index()),
                                      describe(plan) | {"process": jax.process_index(),
                                                        "processes": plan.procs})
+            stores.append(store)
             layout = store.open({"chunk": plan.chunk, "seg_records": plan.seg_records})
         elif distributed.slices(top):
             raise ValueError(f"{top.out} holds a sweep in progress across processes "
@@ -90,7 +108,8 @@ def execute(plan: Plan, options: Options, progress: bool | None, out=None) -> Re
     def keep(at: Chunk, fetched, loss0):
         host.put(at.opt, at.lo, at.hi, *fetched, loss0)
         if store:
-            store.save_chunk(at.opt, at.index, host.chunk(at.opt, at.lo, at.hi))
+            store.save_chunk(at.opt, at.index, host.chunk(at.opt, at.lo, at.hi),
+                             rows=(at.lo, at.hi))
 
     with writer:
         for o, spec in enumerate(plan.specs):
@@ -98,7 +117,7 @@ def execute(plan: Plan, options: Options, progress: bool | None, out=None) -> Re
                                  unroll(size(plan.carry_shape.params), plan.record_every))
             for c in range(plan.n_chunks):
                 at = Chunk(o, c, c * plan.chunk, min((c + 1) * plan.chunk, plan.n))
-                saved = store.load_chunk(o, c) if store else None
+                saved = store.load_chunk(o, c, rows=(at.lo, at.hi)) if store else None
                 if saved is not None:
                     host.put_chunk(o, at.lo, at.hi, saved)
                     bar.update((at.hi - at.lo) * plan.steps, "(from checkpoint)")
