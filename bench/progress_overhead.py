@@ -14,8 +14,7 @@ import jax
 import numpy as np
 
 import bpjax
-from bpjax import init as initializers
-from bpjax import losses, nets, problems
+from bpjax import initializers, losses, nets, problems
 from bpjax.progress import Progress
 
 NET = nets.mlp([2, 8, 1], activation="tanh")

@@ -115,7 +115,7 @@ def child(workload: str, method: str, n3: int, steps3: int) -> dict:
         x, y = bpjax.problems.xor()
         net = nets.mlp([2, 8, 1], activation="tanh")
         loss, data, steps, every = losses.supervised(net.apply, "mse"), (x, y), 2000, 20
-        init = lambda c, k: net.init(k, w_init=bpjax.init.normal(1.0))  # noqa: E731
+        init = lambda c, k: net.init(k, w_init=bpjax.initializers.normal(1.0))  # noqa: E731
         lr, opts = LR2, ["sgd", "momentum", "adam"]
         grid = bpjax.Grid(lr=[lr], seed=np.arange(1024))
     else:
@@ -123,7 +123,7 @@ def child(workload: str, method: str, n3: int, steps3: int) -> dict:
         data = (jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.int32))
         net = nets.mlp([64, 128, 10], activation="relu")
         loss, steps, every = losses.supervised(net.apply, "cross_entropy"), steps3, 10
-        init = lambda c, k: net.init(k, w_init=bpjax.init.he())  # noqa: E731
+        init = lambda c, k: net.init(k, w_init=bpjax.initializers.he())  # noqa: E731
         grid, opts, lr = bpjax.Grid(lr=[LR3], seed=np.arange(n3)), ["adam"], LR3
     t1 = time.perf_counter()
     if method == "bpjax.sweep":

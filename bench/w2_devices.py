@@ -26,7 +26,7 @@ def one(n: int, steps: int, out: str) -> None:
 
     net = nets.mlp([2, 8, 1], activation="tanh")
     loss = losses.supervised(net.apply, "mse")
-    init = lambda c, k: net.init(k, w_init=bpjax.init.normal(1.0))  # noqa: E731
+    init = lambda c, k: net.init(k, w_init=bpjax.initializers.normal(1.0))  # noqa: E731
     grid = bpjax.Grid(lr=[0.1], seed=np.arange(n))  # no run diverges (measured)
     res = {}
 

@@ -25,7 +25,7 @@ def main(n: int, steps: int) -> None:
     x, y = bpjax.problems.xor()
     net = nets.mlp([2, 8, 1], activation="tanh")
     loss = losses.supervised(net.apply, "mse")
-    init = lambda c, k: net.init(k, w_init=bpjax.init.normal(1.0))  # noqa: E731
+    init = lambda c, k: net.init(k, w_init=bpjax.initializers.normal(1.0))  # noqa: E731
     grid = bpjax.Grid(lr=[LR], seed=np.arange(n))
     starts = bpjax.initial_params(init, grid)
     starts = jax.tree.map(lambda a: jnp.asarray(a[0]), starts)  # (n, ...)

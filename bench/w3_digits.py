@@ -26,7 +26,7 @@ def main(n: int, steps: int) -> None:
     x, y = jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.int32)
     net = nets.mlp([64, 128, 10], activation="relu")
     loss = losses.supervised(net.apply, "cross_entropy")
-    init = lambda c, k: net.init(k, w_init=bpjax.init.he())  # noqa: E731
+    init = lambda c, k: net.init(k, w_init=bpjax.initializers.he())  # noqa: E731
     grid = bpjax.Grid(lr=[LR], seed=np.arange(n))
     starts = jax.tree.map(lambda a: jnp.asarray(a[0]), bpjax.initial_params(init, grid))
     rows = {}

@@ -22,7 +22,7 @@ def main(n: int, steps: int) -> None:
     header(f"W5: compaction, 2-8-1 tanh MLP on XOR, {n} configs x {steps} steps, SGD")
     net = nets.mlp([2, 8, 1], activation="tanh")
     loss = losses.supervised(net.apply, "mse")
-    init = lambda c, k: net.init(k, w_init=bpjax.init.normal(1.0))  # noqa: E731
+    init = lambda c, k: net.init(k, w_init=bpjax.initializers.normal(1.0))  # noqa: E731
     lrs = [0.1] + list(np.geomspace(50, 500, 9))  # 0.1: no run diverges; 50+: all do
     grid = bpjax.Grid(lr=lrs, seed=np.arange(n // len(lrs)))
     results = {}

@@ -170,8 +170,7 @@ def run_sweep(args, parser) -> int:
     import jax
 
     import bpjax
-    from bpjax import init as initializers
-    from bpjax import losses, nets, plots, problems
+    from bpjax import initializers, losses, nets, plots, problems
 
     defaults = PROBLEMS[args.problem]
     sizes = args.net or _sizes(defaults["net"])

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from bpjax import init as initializers
+from bpjax import initializers
 
 Params = Any
 Activation = Callable[[jax.Array], jax.Array]
@@ -59,7 +59,7 @@ def mlp(
 
     Params are ``{"layers": [{"w": (n_in, n_out), "b": (n_out,)}, ...]}``.
     ``init(key, w_init=xavier(), b_init=zeros)`` takes any initializers from
-    ``bpjax.init``; biases are left out entirely when ``bias=False``.
+    ``bpjax.initializers``; biases are left out entirely when ``bias=False``.
     """
     sizes = [int(s) for s in sizes]
     if len(sizes) < 2 or min(sizes) < 1:

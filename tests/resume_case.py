@@ -5,8 +5,7 @@ import sys
 import numpy as np
 
 import bpjax
-from bpjax import init as initializers
-from bpjax import losses, nets, problems
+from bpjax import initializers, losses, nets, problems
 
 NET = nets.mlp([2, 8, 1], activation="tanh")
 LOSS = losses.supervised(NET.apply, "mse")

@@ -25,8 +25,8 @@ def random_case(i):
          else rng.normal(size=(n, sizes[-1]))).astype(np.int32 if loss == "cross_entropy"
                                                        else np.float32)
     net = nets.mlp(sizes, activation=activation, bias=bias, output_activation=out_act)
-    params = net.init(jax.random.key(i), w_init=bpjax.init.normal(1.0),
-                      b_init=bpjax.init.normal(0.5))
+    params = net.init(jax.random.key(i), w_init=bpjax.initializers.normal(1.0),
+                      b_init=bpjax.initializers.normal(0.5))
     per_example = {"mse": "mse", "half_mse": "half_mse", "cross_entropy": "cross_entropy"}[loss]
     return net, params, (x, y), activation, out_act, loss, per_example
 
@@ -52,7 +52,7 @@ def test_delta_rule_equals_jax_grad(i):
 def test_training_with_the_delta_rule_follows_jax_grad():
     x, y = bpjax.problems.xor()
     net = nets.mlp([2, 4, 1], activation="sigmoid", output_activation="sigmoid")
-    init = lambda c, k: net.init(k, w_init=bpjax.init.normal(1.0))  # noqa: E731
+    init = lambda c, k: net.init(k, w_init=bpjax.initializers.normal(1.0))  # noqa: E731
     grid = bpjax.Grid(lr=[0.5, 2.0], seed=np.arange(4))
     kw = dict(record_every=100, data=(x, y))
     ours = bpjax.sweep(backprop.loss("sigmoid", "sigmoid", "mse"), init, "sgd", grid, 2000, **kw)

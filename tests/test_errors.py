@@ -96,7 +96,7 @@ def test_unknown_names_elsewhere():
     with pytest.raises(ValueError, match="unknown activation 'swish'"):
         nets.mlp([1, 1], activation="swish")
     with pytest.raises(ValueError, match="unknown initializer 'glorot'"):
-        bpjax.init.by_name("glorot")
+        bpjax.initializers.by_name("glorot")
     with pytest.raises(ValueError, match="unknown loss 'hinge'"):
         losses.supervised(NET.apply, "hinge")
     with pytest.raises(KeyError, match="lr=0.3 is not on the axis"):

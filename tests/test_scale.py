@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 
 import bpjax
-from bpjax import checkpoint, losses, nets, problems
-from bpjax import init as initializers
+from bpjax import checkpoint, initializers, losses, nets, problems
 
 NET = nets.mlp([2, 8, 1], activation="tanh")
 LOSS = losses.supervised(NET.apply, "mse")

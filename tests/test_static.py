@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 
 import bpjax
-from bpjax import init as initializers
-from bpjax import losses, nets, problems
+from bpjax import initializers, losses, nets, problems
 
 
 def net(config):

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 import bpjax
-from bpjax import init as initializers
-from bpjax import losses, nets, problems
+from bpjax import initializers, losses, nets, problems
 
 NET = nets.mlp([2, 4, 1], activation="tanh")
 LOSS = losses.supervised(NET.apply, "half_mse")
