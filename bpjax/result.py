@@ -96,6 +96,18 @@ class Result:
             return self.dims
         raise KeyError(f"no array field {name!r}; fields are {_ARRAYS + TREES}")
 
+    def to_xarray(self):
+        """An ``xarray.Dataset`` of every array on its named dims (see ``bpjax.frames``)."""
+        from bpjax.frames import to_xarray
+
+        return to_xarray(self)
+
+    def to_dataframe(self):
+        """A ``pandas.DataFrame`` with one row per run (see ``bpjax.frames``)."""
+        from bpjax.frames import to_dataframe
+
+        return to_dataframe(self)
+
     def sel(self, **coords) -> "Result":
         """Selects along named axes by value, not index.
 

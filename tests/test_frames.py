@@ -20,7 +20,8 @@ def res():
 
 
 def test_xarray_dims_coords_and_values_equal_sel(res):
-    ds = to_xarray(res)
+    ds = res.to_xarray()
+    assert ds.equals(to_xarray(res))
     assert ds["loss"].dims == ("optimizer", "lr", "x0", "step") == res.dims_of("loss")
     assert ds["params['x']"].dims == ("optimizer", "lr", "x0", "step", "params['x']_dim_0")
     assert ds["metrics/grad_norm"].dims == res.dims_of("metrics")
@@ -39,7 +40,8 @@ def test_xarray_dims_coords_and_values_equal_sel(res):
 
 
 def test_dataframe_has_one_row_per_run_with_its_axes(res):
-    df = to_dataframe(res)
+    df = res.to_dataframe()
+    assert df.equals(to_dataframe(res))
     assert len(df) == res.final_loss.size == 12
     assert list(df.columns[:3]) == ["optimizer", "lr", "x0"]
     for row in df.itertuples():
