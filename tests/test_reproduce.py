@@ -55,9 +55,28 @@ def test_page_has_every_experiment_its_images_and_its_numbers(report):
         assert rows
         for key, value in rows:
             assert page.cells[(name, key)] == value
-        # and the formatted values are the numbers themselves, not rounded-away ones
-        first = next(v for k, v in rows if re.fullmatch(r"-?[\d.e+-]+", v))
-        assert float(first) == pytest.approx(float(first))
+        # and the formatted values are the numbers themselves, not rounded-away ones: every
+        # numeric cell against the raw value, found by walking the JSON here, not by flatten
+        leaves = dict(_leaves(numbers))
+        numeric = [(k, v) for k, v in rows if re.fullmatch(r"-?[\d.]+(e[+-]?\d+)?", v)]
+        assert numeric
+        for key, value in numeric:
+            assert float(value) == pytest.approx(leaves[key], rel=1e-5, abs=1e-300), key
+    # and against values known without running anything: the grid's size, and 2 / lr
+    assert int(page.cells[("quartic", "cells")]) == reproduce.load("quartic").SIZES["quick"][
+        "n"] ** 2
+    for lr in reproduce.load("edge_of_stability").LRS:
+        cell = page.cells[("edge_of_stability", f"per_lr.{lr:g}.two_over_lr")]
+        assert float(cell) == pytest.approx(2 / lr, rel=1e-5)
+
+
+def _leaves(tree, prefix=""):
+    """(dotted key, number) for every numeric leaf of a summary.json tree."""
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, f"{prefix}{key}.")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            yield f"{prefix}{key}", value
 
 
 def test_unchanged_experiments_are_reused_and_force_reruns(report, capsys):
