@@ -2,6 +2,8 @@
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
+from scipy.optimize import linprog
 
 from experiments import log_rule, sontag_minima
 
@@ -45,10 +47,15 @@ def test_t_dx_tends_to_one_quarter(tmp_path):
     np.testing.assert_allclose(numbers["final_x"], numbers["predicted_final_x"], atol=5e-3)
 
 
-def test_separable_sets_diverge_and_paired_ones_stay_bounded(tmp_path):
+@pytest.fixture(scope="module")
+def diverging_quick(tmp_path_factory):
     from experiments import diverging_weights
 
-    numbers = diverging_weights.run(str(tmp_path), quick=True)
+    return diverging_weights.run(str(tmp_path_factory.mktemp("diverging")), quick=True)
+
+
+def test_separable_sets_diverge_and_paired_ones_stay_bounded(diverging_quick):
+    numbers = diverging_quick
     lemma = numbers["lemma"]
     assert lemma["separable"]["fraction_growing"] == 1.0
     assert lemma["separable"]["norm_slope_in_log_t_min"] > 0.1
@@ -73,3 +80,77 @@ def test_lemma_rows_against_a_numpy_gradient_descent():
     # tiny gradient there confirms a finite minimum (no escape to infinity).
     th = np.tanh(a @ x)
     assert np.linalg.norm(a.T @ (-2 * (1 - th) * (1 - th**2))) < 1e-6
+
+
+def stiemke_certificate(rows) -> bool:
+    """The other side of Stiemke's alternative, by its own LP: is there a p > 0 (scaled to
+    p >= 1) with A^T p = 0? Exactly one of this and "some v has A v >= 0, A v != 0"
+    holds, so it checks escape_direction independently."""
+    n, dim = rows.shape
+    lp = linprog(np.zeros(n), A_eq=rows.T, b_eq=np.zeros(dim), bounds=[(1, None)] * n,
+                 method="highs")
+    return lp.status == 0
+
+
+def test_escape_direction_on_hand_made_sets():
+    from experiments.diverging_weights import escape_direction
+
+    x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], float)
+    with_bias = np.concatenate([x, np.ones((4, 1))], 1)
+    signs = lambda labels: np.where(np.asarray(labels) > 0, 1.0, -1.0)[:, None]  # noqa: E731
+    separable = signs([0, 0, 0, 1]) * with_bias  # AND: rows y_i [x_i, 1]
+    xor = signs([0, 1, 1, 0]) * with_bias  # the rows sum to 0: p = (1, 1, 1, 1)
+    e = np.eye(3)
+    conflict_with_v = np.stack([e[0], e[1], e[2], -e[2]])  # v = e0 + e1, orthogonal to e2
+    around = [np.cos(a) * e[0] + np.sin(a) * e[1] for a in (0, 2 * np.pi / 3, 4 * np.pi / 3)]
+    conflict_without_v = np.stack(around + [e[2], -e[2]])  # the plane's rows surround 0
+    for rows, expected in ((separable, True), (xor, False), (conflict_with_v, True),
+                           (conflict_without_v, False)):
+        v = escape_direction(rows)
+        assert (v is not None) == expected
+        assert stiemke_certificate(rows) == (not expected)
+        if expected:
+            assert np.all(rows @ v >= -1e-9) and np.sum(rows @ v) >= 1 - 1e-9
+
+
+def test_reported_counts_match_an_independent_recount(diverging_quick):
+    from experiments import diverging_weights
+
+    lemma = diverging_quick["lemma"]
+    sets, family = diverging_weights.data_sets(lemma["sets_per_family"])
+    no_v = np.array([stiemke_certificate(a) for a in sets])
+    # Gradient descent from 0 in NumPy, float64: |x| grows by more than 0.01 per unit of
+    # log t from half the steps to the end...
+    steps = diverging_weights.SIZES["quick"]["steps"]
+
+    def descend(a, x, t0, t1):
+        norms = {}
+        for t in range(t0 + 1, t1 + 1):
+            th = np.tanh(np.einsum("snd,sd->sn", a, x))
+            x = x - lemma["lr"] * np.einsum("snd,sn->sd", a, -2 * (1 - th) * (1 - th**2))
+            if t in ((t1 - t0) // 2 + t0, t1):
+                norms[t] = np.linalg.norm(x, axis=1)
+        return x, (norms[t1] - norms[(t1 - t0) // 2 + t0]) / np.log(t1 / ((t1 - t0) // 2 + t0))
+
+    x, slope = descend(sets, np.zeros((len(sets), 3)), 0, steps)
+    rising = slope > 0.01
+    # ...and still does over ten times as many steps (where the experiment asks Newton
+    # whether a rising run is only settling slowly into a finite minimum).
+    _, later = descend(sets[rising], x[rising], steps, 10 * steps)
+    growing = rising.copy()
+    growing[rising] = later > 0.01
+    for f, name in enumerate(diverging_weights.FAMILIES):
+        mine = family == f
+        row = lemma[name]
+        assert row["sets_with_v"] == np.sum(mine & ~no_v)
+        assert row["growing_with_v"] == np.sum(mine & ~no_v & growing)
+        assert row["sets_without_v"] == np.sum(mine & no_v)
+        assert row["growing_without_v"] == np.sum(mine & no_v & growing)
+        assert row["fraction_growing"] == pytest.approx(np.mean(growing[mine]), abs=1e-12)
+    assert lemma["lp_finds_v"]["sets"] == np.sum(~no_v)
+    assert lemma["lp_finds_v"]["growing"] == np.sum(~no_v & growing) == np.sum(~no_v)
+    assert lemma["no_v"]["growing"] == np.sum(no_v & growing)
+    one = lemma["one-conflict"]
+    assert 0 < one["sets_with_v"] < one["sets"]  # both groups are populated at this size
+    assert one["rising_at_the_end_but_settling"] == np.sum((family == 2) & rising & ~growing)
+    assert str(one["growing_with_v"]) in diverging_quick["finding"]
