@@ -150,17 +150,18 @@ def main(argv=None) -> int:
         return 0
     if args.command == "sweep":
         return run_sweep(args, parser)
-    from bpjax import reproduce
+    from bpjax import experiments
+    from bpjax.experiments import report
 
     if args.command == "list":
-        for name in reproduce.REGISTRY:
-            print(f"{name:<20} {reproduce.load(name).QUESTION}")
+        for name in experiments.REGISTRY:
+            print(f"{name:<20} {experiments.load(name).QUESTION}")
         return 0
-    unknown = [n for n in args.names if n not in reproduce.REGISTRY]
+    unknown = [n for n in args.names if n not in experiments.REGISTRY]
     if unknown:
         parser.error(f"unknown experiment(s) {unknown}; registered: "
-                     f"{', '.join(reproduce.REGISTRY)}")
-    entries = reproduce.reproduce(args.names, quick=args.quick, out=args.out, force=args.force)
+                     f"{', '.join(experiments.REGISTRY)}")
+    entries = report.reproduce(args.names, quick=args.quick, out=args.out, force=args.force)
     failed = [n for n, e in entries.items() if e["status"] == "failed"]
     print(f"wrote {args.out}/index.html" + (f"; failed: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0

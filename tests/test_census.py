@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bpjax import critical
-from experiments import minima_census
+from bpjax.experiments import minima_census
 
 
 def numpy_loss_and_grad(theta, x, y, h):

@@ -89,7 +89,7 @@ def test_val_data_without_data_is_refused():
 
 
 def test_the_experiment_stops_earlier_at_larger_lr(tmp_path):
-    from experiments import early_stopping
+    from bpjax.experiments import early_stopping
 
     numbers = early_stopping.run(str(tmp_path), quick=True)
     rows = numbers["per_lr"]
@@ -107,7 +107,7 @@ def test_the_experiment_stops_earlier_at_larger_lr(tmp_path):
 
 
 def test_test_split_is_disjoint_and_scored_like_numpy():
-    from experiments import early_stopping
+    from bpjax.experiments import early_stopping
 
     (x, y), (xv, yv) = bpjax.problems.digits()
     train, test = x[:early_stopping.N_TRAIN], x[early_stopping.N_TRAIN:]

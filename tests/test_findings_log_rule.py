@@ -4,7 +4,7 @@ against the corrected asymptotic, whose leading correction is -3 / (2 sqrt(64 lr
 import numpy as np
 import pytest
 
-from experiments import log_rule
+from bpjax.experiments import log_rule
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bpjax import losses, nets
-from experiments import relu_init_map, relu_scaling
+from bpjax.experiments import relu_init_map, relu_scaling
 
 
 def numpy_relu_gd(ws, x, y, lr, steps):

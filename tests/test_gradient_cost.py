@@ -2,7 +2,7 @@
 
 import pytest
 
-from experiments import gradient_cost
+from bpjax.experiments import gradient_cost
 
 
 @pytest.fixture(scope="module")

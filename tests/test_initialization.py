@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import bpjax
-from experiments import initialization
+from bpjax.experiments import initialization
 
 
 def numpy_train_sigmoid_zero_init(x, y, steps, lr):

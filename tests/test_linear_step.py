@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bpjax import second_order
-from experiments import linear_step
+from bpjax.experiments import linear_step
 
 
 def test_newton_solves_a_quadratic_in_one_step():

@@ -10,8 +10,8 @@ import optax
 import pytest
 
 import bpjax
-from bpjax.log_rule import log_extrapolate
-from experiments import log_speedup
+from bpjax.experiments import log_speedup
+from bpjax.extrapolate import log_extrapolate
 
 
 def loop(tx, steps, x0=0.0):

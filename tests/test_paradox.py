@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bpjax import trajectories
-from experiments import paradox
+from bpjax.experiments import paradox
 
 sys.path.insert(0, os.path.dirname(__file__))
 from test_seed000 import numpy_gd  # noqa: E402

@@ -10,7 +10,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from bpjax import cli, reproduce
+from bpjax import cli, experiments
+from bpjax.experiments import report as reproduce
 
 SUBSET = ["quartic", "edge_of_stability"]
 
@@ -63,9 +64,9 @@ def test_page_has_every_experiment_its_images_and_its_numbers(report):
         for key, value in numeric:
             assert float(value) == pytest.approx(leaves[key], rel=1e-5, abs=1e-300), key
     # and against values known without running anything: the grid's size, and 2 / lr
-    assert int(page.cells[("quartic", "cells")]) == reproduce.load("quartic").SIZES["quick"][
+    assert int(page.cells[("quartic", "cells")]) == experiments.load("quartic").SIZES["quick"][
         "n"] ** 2
-    for lr in reproduce.load("edge_of_stability").LRS:
+    for lr in experiments.load("edge_of_stability").LRS:
         cell = page.cells[("edge_of_stability", f"per_lr.{lr:g}.two_over_lr")]
         assert float(cell) == pytest.approx(2 / lr, rel=1e-5)
 
@@ -87,8 +88,8 @@ def test_unchanged_experiments_are_reused_and_force_reruns(report, capsys):
 
 
 def test_a_failing_experiment_is_reported_and_the_others_run(tmp_path, monkeypatch):
-    broken = types.ModuleType("experiments.broken")
-    broken.__file__ = reproduce.load("quartic").__file__
+    broken = types.ModuleType("bpjax.experiments.broken")
+    broken.__file__ = experiments.load("quartic").__file__
     broken.QUESTION = "Does a broken experiment stop the others?"
     broken.SIZES = {"default": {}, "quick": {}}
 
@@ -96,8 +97,8 @@ def test_a_failing_experiment_is_reported_and_the_others_run(tmp_path, monkeypat
         raise RuntimeError("deliberate failure")
 
     broken.run = run
-    monkeypatch.setitem(sys.modules, "experiments.broken", broken)
-    monkeypatch.setattr(reproduce, "REGISTRY", ["broken", "quartic"])
+    monkeypatch.setitem(sys.modules, "bpjax.experiments.broken", broken)
+    monkeypatch.setattr(experiments, "REGISTRY", ["broken", "quartic"])
     code = cli.main(["reproduce", "--quick", "--out", str(tmp_path)])
     assert code == 1
     text = (tmp_path / "index.html").read_text()

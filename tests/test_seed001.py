@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy.optimize import linprog
 
-from experiments import log_rule, sontag_minima
+from bpjax.experiments import log_rule, sontag_minima
 
 
 def numpy_dE(x, a):
@@ -49,7 +49,7 @@ def test_t_dx_tends_to_one_quarter(tmp_path):
 
 @pytest.fixture(scope="module")
 def diverging_quick(tmp_path_factory):
-    from experiments import diverging_weights
+    from bpjax.experiments import diverging_weights
 
     return diverging_weights.run(str(tmp_path_factory.mktemp("diverging")), quick=True)
 
@@ -68,7 +68,7 @@ def test_separable_sets_diverge_and_paired_ones_stay_bounded(diverging_quick):
 
 
 def test_lemma_rows_against_a_numpy_gradient_descent():
-    from experiments import diverging_weights
+    from bpjax.experiments import diverging_weights
 
     sets, family = diverging_weights.data_sets(4)
     a = sets[family == 1][0]
@@ -93,7 +93,7 @@ def stiemke_certificate(rows) -> bool:
 
 
 def test_escape_direction_on_hand_made_sets():
-    from experiments.diverging_weights import escape_direction
+    from bpjax.experiments.diverging_weights import escape_direction
 
     x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], float)
     with_bias = np.concatenate([x, np.ones((4, 1))], 1)
@@ -114,7 +114,7 @@ def test_escape_direction_on_hand_made_sets():
 
 
 def test_reported_counts_match_an_independent_recount(diverging_quick):
-    from experiments import diverging_weights
+    from bpjax.experiments import diverging_weights
 
     lemma = diverging_quick["lemma"]
     sets, family = diverging_weights.data_sets(lemma["sets_per_family"])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import bpjax
-from experiments import edge_of_stability, quartic, relu_init_map, relu_scaling
+from bpjax.experiments import edge_of_stability, quartic, relu_init_map, relu_scaling
 
 
 def test_quartic_map_agrees_with_the_exact_boundary(tmp_path):

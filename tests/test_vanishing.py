@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from bpjax import nets
+from bpjax.experiments import vanishing_gradients as vg
 from bpjax.problems import digits
-from experiments import vanishing_gradients as vg
 
 
 @pytest.fixture(scope="module")

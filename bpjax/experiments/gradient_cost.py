@@ -37,8 +37,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from jax.flatten_util import ravel_pytree  # noqa: E402
 
-from bpjax import backprop, experiment, losses, nets  # noqa: E402
+from bpjax import backprop, losses, nets  # noqa: E402
+from bpjax.experiments import script  # noqa: E402
 
+SEED = "003"  # the seed document it answers (../shared/seeds/)
 QUESTION = ("Does a gradient by backpropagation cost O(w), against O(w^2) for finite "
             "differences, and how many forward passes is it? (seed 003)")
 SIZES = {"default": dict(widths=[2, 4, 8, 16, 32, 64, 128, 256, 400, 700], quadratic_max=24_000,
@@ -117,7 +119,7 @@ def run(out: str, quick: bool = False) -> dict:
             ratios = [r[name]["flops"] / r["forward"]["flops"] for r in rows if name in r]
             numbers["gradient_over_forward_flops"][name] = {"min": min(ratios), "max": max(ratios)}
     _figure(rows, numbers, os.path.join(out, "gradient_cost.png"))
-    return experiment.save_summary(out, numbers)
+    return script.save_summary(out, numbers)
 
 
 def _slope(x, y):
@@ -156,4 +158,4 @@ def _figure(rows, numbers, path):
 
 
 if __name__ == "__main__":
-    experiment.main(run, __doc__, "gradient_cost")
+    script.main(run, __doc__, "gradient_cost")

@@ -51,8 +51,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import bpjax  # noqa: E402
-from bpjax import diagnostics, experiment, initializers, losses, nets  # noqa: E402
+from bpjax import diagnostics, initializers, losses, nets  # noqa: E402
+from bpjax.experiments import script  # noqa: E402
 
+SEED = "004"  # the seed document it answers (../shared/seeds/)
 QUESTION = ("Does scaling a d-layer bias-free ReLU net's weights by c scale its output by c^d, "
             "and its largest stable learning rate by c^(-2(d-1)), with and without "
             "regression targets? (seed 004)")
@@ -179,7 +181,7 @@ def run(out: str, quick: bool = False) -> dict:
         }
     numbers = {"finding": _finding(numbers), **numbers}
     _figure(scales, curves, os.path.join(out, "stable_lr.png"), numbers)
-    return experiment.save_summary(out, numbers)
+    return script.save_summary(out, numbers)
 
 
 def _rejoins(scales, lr_max, control):
@@ -240,4 +242,4 @@ def _figure(scales, curves, path, numbers):
 
 
 if __name__ == "__main__":
-    experiment.main(run, __doc__, "relu_scaling")
+    script.main(run, __doc__, "relu_scaling")

@@ -2,7 +2,7 @@
 
 The threshold lr f'' = 2 is exact for a quadratic: there a step multiplies the
 distance to the minimum by 1 - lr f''. It is not the quartic's threshold: for
-f = x^4 (seed 004, experiments/quartic.py) GD is x <- x - 4 lr x^3 = x (1 - 4 lr x^2),
+f = x^4 (seed 004, bpjax/experiments/quartic.py) GD is x <- x - 4 lr x^3 = x (1 - 4 lr x^2),
 and |1 - 4 lr x0^2| < 1 <=> lr x0^2 < 1/2 <=> lr f''(x0) = 12 lr x0^2 < 6: the
 quadratic rule is 3x too strict there (in quartic's sweep of 65,536 (lr, x0)
 cells, every cell away from lr f''(x0) = 6 falls on the side it predicts, and the
@@ -30,8 +30,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import bpjax  # noqa: E402
-from bpjax import diagnostics, experiment, losses, nets, problems  # noqa: E402
+from bpjax import diagnostics, losses, nets, problems  # noqa: E402
+from bpjax.experiments import script  # noqa: E402
 
+SEED = "004"  # the seed document it answers (../shared/seeds/)
 QUESTION = ("Does gradient descent raise the sharpness to 2/lr, the stability threshold of a "
             "quadratic model, and hover there while the loss keeps falling? (seed 004)")
 SIZES = {"default": dict(n=512, steps=3000, record_every=50, iters=30),
@@ -77,7 +79,7 @@ def run(out: str, quick: bool = False) -> dict:
         }
     numbers["finding"] = finding(numbers)
     _figure(steps, sharp, every, os.path.join(out, "sharpness.png"), numbers)
-    return experiment.save_summary(out, numbers)
+    return script.save_summary(out, numbers)
 
 
 def finding(numbers: dict) -> str:
@@ -109,4 +111,4 @@ def _figure(steps, sharp, every, path, numbers):
 
 
 if __name__ == "__main__":
-    experiment.main(run, __doc__, "edge_of_stability")
+    script.main(run, __doc__, "edge_of_stability")

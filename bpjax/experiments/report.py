@@ -1,13 +1,7 @@
-"""The experiment registry and ``bpjax reproduce``: run experiments into one static report.
-
-Each experiment is a module in ``experiments/`` that declares ``QUESTION`` (one
-sentence naming its seed document), ``SIZES`` (``"default"`` and ``"quick"``) and
-``run(out, quick) -> numbers``, and stays runnable as a script on its own.
-"""
+"""``bpjax reproduce``: run the experiments (``bpjax.experiments``) into one static report."""
 
 import hashlib
 import html
-import importlib
 import json
 import platform
 import sys
@@ -15,31 +9,23 @@ import time
 import traceback
 from pathlib import Path
 
+from bpjax import experiments
 from bpjax.io import atomic_write_text
 
-REGISTRY = [
-    "paradox", "sontag_minima", "minima_census", "log_rule", "diverging_weights",  # 000, 001
-    "log_speedup",
-    "gradient_cost", "vanishing_gradients", "initialization", "early_stopping",  # 003
-    "linear_step",  # 002
-    "quartic", "relu_init_map", "relu_scaling", "edge_of_stability",  # seed 004
-]
 HASH_FILE = ".bpjax-hash"
 
 
-def load(name: str):
-    if name not in REGISTRY:
-        raise ValueError(f"unknown experiment {name!r}; registered: {', '.join(REGISTRY)}")
-    return importlib.import_module(f"experiments.{name}")
-
-
 def content_hash(module, quick: bool) -> str:
-    """The experiment's code, bpjax's code and the sizes it runs at."""
+    """The experiment's code, the library's code (not the other experiments') and the
+    sizes it runs at."""
     h = hashlib.sha256(b"quick" if quick else b"default")
-    h.update(Path(module.__file__).read_bytes())
     h.update(json.dumps(module.SIZES["quick" if quick else "default"], sort_keys=True).encode())
-    root = Path(__file__).parent
+    package = Path(__file__).parent  # bpjax/experiments
+    root = package.parent  # bpjax
+    own = {Path(module.__file__).resolve(), (package / "script.py").resolve()}
     for path in sorted(root.rglob("*.py")):  # subpackages too (bpjax/sweep/)
+        if path.parent.resolve() == package.resolve() and path.resolve() not in own:
+            continue
         h.update(str(path.relative_to(root)).encode() + path.read_bytes())
     return h.hexdigest()[:16]
 
@@ -52,8 +38,8 @@ def reproduce(names=None, quick: bool = False, out="report", force: bool = False
     reused unless ``force``; one that fails is reported and does not stop the others.
     Returns ``{name: entry}`` with status ``ran``, ``reused`` or ``failed``.
     """
-    names = list(REGISTRY) if not names else list(names)
-    modules = {n: load(n) for n in names}  # unknown names fail before anything runs
+    names = list(experiments.REGISTRY) if not names else list(names)
+    modules = {n: experiments.load(n) for n in names}  # unknown names fail before anything runs
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     entries = {}

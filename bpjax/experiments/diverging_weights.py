@@ -51,8 +51,10 @@ import numpy as np  # noqa: E402
 from scipy.optimize import linprog  # noqa: E402
 
 import bpjax  # noqa: E402
-from bpjax import critical, experiment, losses, nets, problems  # noqa: E402
+from bpjax import critical, losses, nets, problems  # noqa: E402
+from bpjax.experiments import script  # noqa: E402
 
+SEED = "001"  # the seed document it answers (../shared/seeds/)
 QUESTION = ("Do backprop's weights on XOR grow like log t (Sontag's figure 5), does every "
             "data set with a v such that A v >= 0, A v != 0 (linearly separable ones among "
             "them) make the weights diverge (his lemma), and do any others? (seed 001)")
@@ -195,7 +197,7 @@ def run(out: str, quick: bool = False) -> dict:
     numbers["finding"] = _finding(numbers["lemma"])
     _figure(t, weights, slopes, ends, list(leaves), norm, family, has_v, solved,
             os.path.join(out, "diverging_weights.png"))
-    return experiment.save_summary(out, numbers)
+    return script.save_summary(out, numbers)
 
 
 def _group(mask, growing, norm_slope, energy):
@@ -263,4 +265,4 @@ def _label(names, w):
 
 
 if __name__ == "__main__":
-    experiment.main(run, __doc__, "diverging_weights")
+    script.main(run, __doc__, "diverging_weights")

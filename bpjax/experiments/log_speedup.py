@@ -36,9 +36,11 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 import bpjax  # noqa: E402
-from bpjax import experiment, losses, nets, problems, trajectories  # noqa: E402
-from bpjax.log_rule import log_extrapolate  # noqa: E402
+from bpjax import losses, nets, problems, trajectories  # noqa: E402
+from bpjax.experiments import script  # noqa: E402
+from bpjax.extrapolate import log_extrapolate  # noqa: E402
 
+SEED = "001"  # the seed document it answers (../shared/seeds/)
 QUESTION = ("Does extrapolating weights in log-growth mode, as Sontag suggests, reach a target "
             "loss in fewer steps than plain gradient descent? (seed 001)")
 SIZES = {"default": dict(steps=100_000, record_every=100, seeds=8),
@@ -112,7 +114,7 @@ def run(out: str, quick: bool = False) -> dict:
         curves[name] = (res.coords["step"], res.loss, p["lrs"])
     numbers["finding"] = finding(numbers)
     _figure(curves, os.path.join(out, "log_speedup.png"))
-    return experiment.save_summary(out, numbers)
+    return script.save_summary(out, numbers)
 
 
 def finding(numbers: dict) -> str:
@@ -154,4 +156,4 @@ def _figure(curves, path):
 
 
 if __name__ == "__main__":
-    experiment.main(run, __doc__, "log_speedup")
+    script.main(run, __doc__, "log_speedup")

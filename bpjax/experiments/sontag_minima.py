@@ -25,9 +25,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import bpjax  # noqa: E402
-from bpjax import experiment  # noqa: E402
+from bpjax.experiments import script  # noqa: E402
 from bpjax.problems import sontag_loss  # noqa: E402
 
+SEED = "001"  # the seed document it answers (../shared/seeds/)
 QUESTION = ("Where are the local minima of a single tanh neuron on Sontag's two-point problem, "
             "and which gradient-descent starts end in each? (seed 001)")
 SIZES = {"default": dict(n_a=48, n_x=240, steps=4000), "quick": dict(n_a=12, n_x=60, steps=1500)}
@@ -95,7 +96,7 @@ def run(out: str, quick: bool = False) -> dict:
         "fraction_of_those_arrived_within_the_steps": float(arrived.sum() / to_min.sum()),
     }
     _figures(a, x0, x_min, x_max, to_min, out)
-    return experiment.save_summary(out, numbers)
+    return script.save_summary(out, numbers)
 
 
 def _figures(a, x0, x_min, x_max, to_min, out):
@@ -136,4 +137,4 @@ def _figures(a, x0, x_min, x_max, to_min, out):
 
 
 if __name__ == "__main__":
-    experiment.main(run, __doc__, "sontag_minima")
+    script.main(run, __doc__, "sontag_minima")

@@ -39,9 +39,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import bpjax  # noqa: E402
-from bpjax import experiment, losses, nets  # noqa: E402
+from bpjax import losses, nets  # noqa: E402
+from bpjax.experiments import script  # noqa: E402
 from bpjax.problems import digits  # noqa: E402
 
+SEED = "003"  # the seed document it answers (../shared/seeds/)
 QUESTION = ("Do zero, tiny, large and Xavier/He initializations train, and does a symmetric "
             "start keep hidden units identical forever? (seed 003)")
 SIZES = {"default": dict(seeds=16, steps=600, symmetry_steps=500),
@@ -107,7 +109,7 @@ def run(out: str, quick: bool = False) -> dict:
             curves[act, name] = np.median(res.loss[k, j], axis=0)
         curves["steps"] = res.steps
     _figure(curves, numbers, os.path.join(out, "initialization.png"))
-    return experiment.save_summary(out, numbers)
+    return script.save_summary(out, numbers)
 
 
 def _figure(curves, numbers, path):
@@ -128,4 +130,4 @@ def _figure(curves, numbers, path):
 
 
 if __name__ == "__main__":
-    experiment.main(run, __doc__, "initialization")
+    script.main(run, __doc__, "initialization")

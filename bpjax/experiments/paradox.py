@@ -44,8 +44,10 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 import bpjax  # noqa: E402
-from bpjax import experiment, problems, trajectories  # noqa: E402
+from bpjax import problems, trajectories  # noqa: E402
+from bpjax.experiments import script  # noqa: E402
 
+SEED = "000"  # the seed document it answers (../shared/seeds/)
 QUESTION = ("In the 1-1-1 sigmoid net, which starts make a weight move the 'wrong' way before "
             "turning, does it cost anything, and could an optimizer anticipate it? (seed 000)")
 SIZES = {"default": dict(n=96, steps=6000, record_every=20, oracle_steps=6000),
@@ -180,7 +182,7 @@ def run(out: str, quick: bool = False) -> dict:
     _oracle_figure(w, oracle, size["oracle_steps"], os.path.join(out, "oracles.png"))
     _seed_figure(runs, os.path.join(out, "seed_runs.png"))
     _grid_figure(res, w, info, steps_to, os.path.join(out, "grid.png"), size)
-    return experiment.save_summary(out, numbers)
+    return script.save_summary(out, numbers)
 
 
 def finding(numbers: dict) -> str:
@@ -289,4 +291,4 @@ def _grid_figure(res, w, info, steps_to, path, size):
 
 
 if __name__ == "__main__":
-    experiment.main(run, __doc__, "paradox")
+    script.main(run, __doc__, "paradox")

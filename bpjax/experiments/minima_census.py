@@ -68,8 +68,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import bpjax  # noqa: E402
-from bpjax import critical, experiment, losses, nets  # noqa: E402
+from bpjax import critical, losses, nets  # noqa: E402
+from bpjax.experiments import script  # noqa: E402
 
+SEED = "001"  # the seed document it answers (../shared/seeds/)
 QUESTION = ("How many distinct local minima, finite or at infinity, do small 2-h-1 tanh nets "
             "have on XOR and on random labels, and how does the count grow with h? (seed 001)")
 SIZES = {"default": dict(widths=8, starts=256, steps=3000, polish=100),
@@ -230,7 +232,7 @@ def run(out: str, quick: bool = False) -> dict:
         numbers[name] = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
     numbers = {"finding": _finding(numbers), **numbers}
     _figure(numbers, os.path.join(out, "census.png"))
-    return experiment.save_summary(out, numbers)
+    return script.save_summary(out, numbers)
 
 
 def non_global_minima(row) -> list[tuple[float, float]]:
@@ -316,4 +318,4 @@ def _figure(numbers, path):
 
 
 if __name__ == "__main__":
-    experiment.main(run, __doc__, "minima_census")
+    script.main(run, __doc__, "minima_census")

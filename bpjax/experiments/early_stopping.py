@@ -39,9 +39,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import bpjax  # noqa: E402
-from bpjax import experiment, losses, nets  # noqa: E402
+from bpjax import losses, nets  # noqa: E402
+from bpjax.experiments import script  # noqa: E402
 from bpjax.problems import digits  # noqa: E402
 
+SEED = "003"  # the seed document it answers (../shared/seeds/)
 QUESTION = ("Does validation-based early stopping, run inside the sweep, return weights that "
             "do better on unseen test data than training to the end, on a small data set? "
             "(seed 003)")
@@ -101,7 +103,7 @@ def run(out: str, quick: bool = False) -> dict:
                                            "max": float((final_val / res.best_val_loss).max())}
     numbers = {"finding": _finding(numbers), **numbers}
     _figure(res, size, numbers, os.path.join(out, "early_stopping.png"))
-    return experiment.save_summary(out, numbers)
+    return script.save_summary(out, numbers)
 
 
 def _finding(numbers) -> str:
@@ -153,4 +155,4 @@ def _figure(res, size, numbers, path):
 
 
 if __name__ == "__main__":
-    experiment.main(run, __doc__, "early_stopping")
+    script.main(run, __doc__, "early_stopping")

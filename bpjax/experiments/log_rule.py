@@ -42,8 +42,9 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 import bpjax  # noqa: E402
-from bpjax import experiment  # noqa: E402
+from bpjax.experiments import script  # noqa: E402
 
+SEED = "001"  # the seed document it answers (../shared/seeds/)
 QUESTION = ("Does a single tanh neuron's weight diverge at a log rate, and what does "
             "t [x(t+1) - x(t)] tend to? (seed 001)")
 SIZES = {"default": dict(steps=1_000_000, record_every=1000),
@@ -98,7 +99,7 @@ def run(out: str, quick: bool = False) -> dict:
     }
     numbers["finding"] = finding(numbers)
     _figure(t, x, os.path.join(out, "log_rule.png"))
-    return experiment.save_summary(out, numbers)
+    return script.save_summary(out, numbers)
 
 
 def finding(numbers: dict) -> str:
@@ -140,4 +141,4 @@ def _figure(t, x, path):
 
 
 if __name__ == "__main__":
-    experiment.main(run, __doc__, "log_rule")
+    script.main(run, __doc__, "log_rule")

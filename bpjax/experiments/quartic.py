@@ -23,8 +23,10 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 import bpjax  # noqa: E402
-from bpjax import experiment, problems  # noqa: E402
+from bpjax import problems  # noqa: E402
+from bpjax.experiments import script  # noqa: E402
 
+SEED = "004"  # the seed document it answers (../shared/seeds/)
 QUESTION = ("For gradient descent on x^4, which learning rates and starts converge, and is the "
             "seed's |1 - 4 lr x0^2| < 1 rule the exact boundary? (seed 004)")
 SIZES = {"default": dict(n=256, steps=1000), "quick": dict(n=64, steps=200)}
@@ -76,7 +78,7 @@ def run(out: str, quick: bool = False) -> dict:
         "largest_stable_lr_x0sq_measured": float(product[converged].max()),
     }
     _figure(res, cls, os.path.join(out, "quartic_map.png"), numbers)
-    return experiment.save_summary(out, numbers)
+    return script.save_summary(out, numbers)
 
 
 def _figure(res, cls, path, numbers):
@@ -100,4 +102,4 @@ def _figure(res, cls, path, numbers):
 
 
 if __name__ == "__main__":
-    experiment.main(run, __doc__, "quartic")
+    script.main(run, __doc__, "quartic")

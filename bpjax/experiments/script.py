@@ -33,7 +33,7 @@ def save_summary(out: str, numbers: dict) -> dict:
 
 
 def main(run: Callable[..., dict], doc: str, name: str) -> None:
-    """``python experiments/NAME.py [--quick] [--out DIR]``."""
+    """``python -m bpjax.experiments.NAME [--quick] [--out DIR]``."""
     parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for tests")
     parser.add_argument("--out", default=os.path.join("out", name),
