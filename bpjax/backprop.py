@@ -54,19 +54,6 @@ def _check(activation, output_activation, loss):
         raise ValueError("cross_entropy takes logits: use output_activation='identity'")
 
 
-def forward(params, x, activation="tanh", output_activation="identity"):
-    """Every layer's (z, a) for a batch x (n, d_in); a_0 = x is not included."""
-    layers = params["layers"]
-    zs, acts = [], []
-    a = x
-    for i, layer in enumerate(layers):
-        z = a @ layer["w"] + layer["b"][None] if "b" in layer else a @ layer["w"]
-        a = nets.activation_fn(output_activation if i == len(layers) - 1 else activation)(z)
-        zs.append(z)
-        acts.append(a)
-    return zs, acts
-
-
 def _output_error(out, y, loss):
     """dLoss/d(output) for the mean over examples of the per-example loss."""
     n = out.shape[0]
@@ -89,7 +76,7 @@ def gradient(params, batch, activation="tanh", output_activation="identity", los
     """The gradient of the batch loss by the delta rule; same pytree as ``params``."""
     _check(activation, output_activation, loss)
     x, y = batch
-    zs, acts = forward(params, x, activation, output_activation)
+    zs, acts = nets.forward(params, x, activation, output_activation)
     layers = params["layers"]
     last = len(layers) - 1
     delta = _output_error(acts[-1], y, loss) * DERIVATIVES[output_activation](zs[-1], acts[-1])
@@ -113,7 +100,7 @@ def loss(activation="tanh", output_activation="identity", loss="mse"):
     @jax.custom_vjp
     def value(params, batch):
         x, y = batch
-        return _value(forward(params, x, activation, output_activation)[1][-1], y, kind)
+        return _value(nets.forward(params, x, activation, output_activation)[1][-1], y, kind)
 
     def fwd(params, batch):
         return value(params, batch), (params, batch)

@@ -79,31 +79,41 @@ def mlp(
         return {"layers": layers}
 
     def apply(params: Params, x: jax.Array) -> jax.Array:
-        layers = params["layers"]
-        for i, layer in enumerate(layers):
-            x = x @ layer["w"]
-            if "b" in layer:
-                x = x + layer["b"]
-            x = last(x) if i == len(layers) - 1 else hidden(x)
-        return x
+        return forward(params, x, hidden, last)[1][-1]
 
     return Net(init, apply)
 
 
+def forward(params: Params, x: jax.Array, activation: str | Activation = "tanh",
+            output_activation: str | Activation | None = None):
+    """Every layer's pre-activation z_l = a_{l-1} W_l + b_l and activation a_l = f_l(z_l)
+    of an ``mlp`` (``x`` is a_0, not included): ``(zs, acts)``, lists with one entry per
+    layer. ``mlp(...).apply`` is ``acts[-1]``; ``bpjax.backprop`` keeps them all.
+
+    >>> import jax, jax.numpy as jnp
+    >>> p = mlp([2, 3, 1]).init(jax.random.key(0))
+    >>> [z.shape for z in forward(p, jnp.ones((5, 2)))[0]]
+    [(5, 3), (5, 1)]
+    """
+    hidden, last = activation_fn(activation), activation_fn(output_activation)
+    layers = params["layers"]
+    zs, acts = [], []
+    for i, layer in enumerate(layers):
+        z = x @ layer["w"]
+        if "b" in layer:  # (a batch's leading axes made explicit: rank promotion may raise)
+            z = z + jnp.expand_dims(layer["b"], tuple(range(z.ndim - 1)))
+        x = last(z) if i == len(layers) - 1 else hidden(z)
+        zs.append(z)
+        acts.append(x)
+    return zs, acts
+
+
 def preactivations(params: Params, x: jax.Array, activation: str | Activation = "relu"):
-    """The pre-activations z_l = a_{l-1} W_l + b_l of every layer of an ``mlp``, one example.
+    """The pre-activations z_l of every layer of an ``mlp`` (``forward``'s ``zs``).
 
     >>> import jax, jax.numpy as jnp
     >>> p = mlp([2, 3, 1]).init(jax.random.key(0))
     >>> [z.shape for z in preactivations(p, jnp.ones(2), "tanh")]
     [(3,), (1,)]
     """
-    act = activation_fn(activation)
-    out = []
-    for layer in params["layers"]:
-        z = x @ layer["w"]
-        if "b" in layer:
-            z = z + layer["b"]
-        out.append(z)
-        x = act(z)
-    return out
+    return forward(params, x, activation, activation)[0]

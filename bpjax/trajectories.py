@@ -44,14 +44,23 @@ def first_turn(w_T: jax.Array, atol: float = 0.0) -> jax.Array:
     """Index of the first record from which the weight moves the other way; -1 if never."""
     s = _moves(w_T, atol)
     prev = jnp.concatenate([jnp.zeros(1, s.dtype), _signs_so_far(s)[:-1]])
-    turn = (s != 0) & (prev != 0) & (s != prev)
-    return jnp.where(turn.any(), jnp.argmax(turn), -1)
+    return first_true((s != 0) & (prev != 0) & (s != prev))
 
 
 def first_below(loss_T: jax.Array, threshold) -> jax.Array:
     """Index of the first record whose loss is below ``threshold``; -1 if never."""
-    below = loss_T < threshold
-    return jnp.where(below.any(), jnp.argmax(below), -1)
+    return first_true(loss_T < threshold)
+
+
+def first_true(mask, axis: int = -1):
+    """Index of the first True along ``axis``; -1 where there is none (NumPy or JAX).
+
+    >>> import numpy as np
+    >>> first_true(np.array([[False, True, True], [False, False, False]])).tolist()
+    [1, -1]
+    """
+    xp = jnp if isinstance(mask, jax.Array) else np
+    return xp.where(mask.any(axis), xp.argmax(mask, axis), -1)
 
 
 def analyze(weights_xT, loss_xT, threshold, atol: float = 0.0) -> dict:

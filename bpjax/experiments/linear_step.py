@@ -49,7 +49,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import bpjax  # noqa: E402
-from bpjax import diagnostics, losses, nets, second_order  # noqa: E402
+from bpjax import diagnostics, losses, nets, second_order, trajectories  # noqa: E402
 from bpjax.experiments import script  # noqa: E402
 from bpjax.problems import SEED000_TARGET, seed000_loss, seed000_net  # noqa: E402
 
@@ -124,8 +124,7 @@ def part_tangent(size):
 
 
 def _steps_to(losses_, target):
-    below = losses_ < target
-    return np.where(below.any(-1), np.argmax(below, -1), -1)
+    return trajectories.first_true(losses_ < target)
 
 
 def part_single_step(size):
