@@ -11,15 +11,12 @@ step applies the carried gradient, then evaluates ``value_and_grad`` at the
 new params. That costs one evaluation per step plus one at the start, and the
 recorded loss at a record step comes for free in full-batch mode.
 
-Early stopping: given a ``validation`` loss (params -> scalar), the carry also
-holds ``Best(loss, step, params)``, the record step with the lowest validation
-loss so far and the params there, updated at every record.
-
-Summaries: given a loss ``target``, the carry also holds ``Summary(last, min,
-argmin, reached_at)`` over the recorded losses, so a sweep can keep a few numbers
-per run instead of whole trajectories; with ``stop=True`` a run that reached the
-target stops there (it is frozen, like a diverged run, and costs nothing once a
-sweep compacts it away).
+What is recorded is a mapping of ``bpjax.recorders.Recorder``s (pure ``init`` and
+``update`` over an ``Observation`` of the run at a record step): the carry holds
+their states (``carry.recorded``, e.g. early stopping's ``Best`` and the
+``Summary`` of the recorded losses), and a segment returns their records by name.
+With ``stop=True`` a run whose ``summary`` reached its target stops there (it is
+frozen, like a diverged run, and costs nothing once a sweep compacts it away).
 
 Divergence guard: a step whose new carry fails ``finite`` (a param, the loss or
 the gradient is not finite) is not taken. The run stays frozen at its last
@@ -35,7 +32,7 @@ into the new params as ``- 0 * |sum|`` (NaN when not finite), and a non-finite
 param stays so, so one test at the record sees any step's failure.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -43,22 +40,11 @@ import jax.numpy as jnp
 import optax
 
 from bpjax import optim
+from bpjax.recorders import Best, Observation, Recorder, Summary, init_all, update_all
 
 Params = Any
 Loss = Callable[[Params, Any], jax.Array]  # loss(params, batch) -> scalar; batch may be None
-
-
-class Best(NamedTuple):
-    loss: jax.Array  # lowest validation loss seen at a record step
-    step: jax.Array  # int32, the record step where it was seen (the first, on ties)
-    params: Params  # the params at that step
-
-
-class Summary(NamedTuple):
-    last: jax.Array  # the latest recorded loss
-    min: jax.Array  # the lowest recorded loss
-    argmin: jax.Array  # int32, the record step where it was seen (the first, on ties)
-    reached_at: jax.Array  # int32, the first record step with loss <= target, or -1
+Recorders = Mapping[str, Recorder]  # name -> recorder, in the order their records are kept
 
 
 class Carry(NamedTuple):
@@ -67,17 +53,15 @@ class Carry(NamedTuple):
     loss: jax.Array  # loss of params on the batch of the current step (always finite)
     grad: Params
     diverged_at: jax.Array  # int32, -1 while the run is alive
-    best: Best | None = None  # with a validation loss only
-    summary: Summary | None = None  # with a target only
+    recorded: Mapping = {}  # name -> its recorder's state (None: it keeps none)  # noqa: RUF012
 
+    @property
+    def best(self) -> Best | None:  # early stopping's state, with a validation loss
+        return self.recorded.get("best")
 
-class Records(NamedTuple):
-    """What a segment records at each record step (fields are None when not recorded)."""
-
-    loss: jax.Array  # the loss at the record step (on all the data with mini-batches)
-    params: Params = None  # with ``record_params``
-    val_loss: jax.Array | None = None  # with a validation loss
-    metrics: dict | None = None  # name -> value, with metrics (see bpjax.metrics)
+    @property
+    def summary(self) -> Summary | None:  # the recorded losses' summary
+        return self.recorded.get("summary")
 
 
 class Batching(NamedTuple):
@@ -116,19 +100,26 @@ def finite(carry: Carry) -> jax.Array:
         jax.tree.map(lambda p: 0 * p, carry.params)))
 
 
-def init_carry(
-    params: Params, tx: optax.GradientTransformation, loss: Loss, batching: Batching, key,
-    validation: Callable[[Params], jax.Array] | None = None, target=None,
-) -> Carry:
+def init_carry(params: Params, tx: optax.GradientTransformation, loss: Loss,
+               batching: Batching, key, recorders: Recorders = {}) -> Carry:  # noqa: B006
     value, grad = jax.value_and_grad(loss)(params, batching.batch(key, jnp.int32(0)))
-    best = None if validation is None else Best(validation(params), jnp.int32(0), params)
-    carry = Carry(params, tx.init(params), value, grad, jnp.int32(-1), best)
-    if target is None:
-        return carry
-    first = record(carry, loss, batching, False).loss
-    zero = jnp.int32(0)
-    summary = Summary(first, first, zero, jnp.where(first <= target, zero, jnp.int32(-1)))
-    return carry._replace(summary=summary)
+    carry = Carry(params, tx.init(params), value, grad, jnp.int32(-1))
+    return carry._replace(recorded=init_all(recorders, observe(carry, 0, loss, batching)))
+
+
+def observe(carry: Carry, t, loss: Loss, batching: Batching) -> Observation:
+    """The run at record step ``t``, as its recorders see it."""
+    if batching.batch_size is None:
+        value = carry.loss
+    else:  # the mini-batch loss is noisy: record the loss on all the data
+        value = loss(carry.params, batching.data)
+    return Observation(carry.params, value, jnp.asarray(t, jnp.int32))
+
+
+def record(carry: Carry, t, recorders: Recorders, loss: Loss, batching: Batching):
+    """Every recorder updated at record step ``t``: ``(carry, records)``."""
+    states, records = update_all(recorders, carry.recorded, observe(carry, t, loss, batching))
+    return carry._replace(recorded=states), records
 
 
 def running(carry: Carry, stop: bool = False) -> jax.Array:
@@ -181,34 +172,6 @@ def step(carry: Carry, t, tx: optax.GradientTransformation, loss: Loss, batching
     return carry._replace(diverged_at=jnp.where(alive & ~ok, t + 1, carry.diverged_at))
 
 
-def record(carry: Carry, loss: Loss, batching: Batching, record_params: bool,
-           val_loss=None, metrics: Callable[[Params], dict] | None = None) -> Records:
-    if batching.batch_size is None:
-        value = carry.loss
-    else:  # the mini-batch loss is noisy: record the loss on all the data
-        value = loss(carry.params, batching.data)
-    return Records(value, carry.params if record_params else None, val_loss,
-                   None if metrics is None else metrics(carry.params))
-
-
-def track_best(carry: Carry, validation, t) -> tuple[Carry, jax.Array]:
-    """Evaluates the validation loss at step ``t``; keeps params there if it is the best."""
-    value = validation(carry.params)
-    better = value < carry.best.loss  # NaN or inf never counts as better
-    best = jax.tree.map(lambda a, b: jnp.where(better, a, b),
-                        Best(value, jnp.asarray(t, jnp.int32), carry.params), carry.best)
-    return carry._replace(best=best), value
-
-
-def summarize(summary: Summary, value, t, target) -> Summary:
-    """Folds the loss ``value`` recorded at step ``t`` into the summary."""
-    t = jnp.asarray(t, jnp.int32)
-    better = value < summary.min  # NaN never counts as better
-    first = (summary.reached_at < 0) & (value <= target)
-    return Summary(value, jnp.where(better, value, summary.min),
-                   jnp.where(better, t, summary.argmin), jnp.where(first, t, summary.reached_at))
-
-
 def run_segment(
     carry: Carry,
     start_step,
@@ -218,23 +181,21 @@ def run_segment(
     loss: Loss,
     batching: Batching = Batching(),  # noqa: B008 - an immutable NamedTuple
     key=None,
-    record_params: bool = True,
-    validation: Callable[[Params], jax.Array] | None = None,
-    target=None,
+    recorders: Recorders = {},  # noqa: B006 - read only
     stop: bool = False,
     keep: bool = True,
     optimistic: bool = False,
     unroll: int = 1,
-    metrics: Callable[[Params], dict] | None = None,
 ):
     """Runs ``n_records * record_every`` steps from ``start_step``.
 
-    Returns ``(carry, records, broken)``: the new carry, the ``Records`` at steps
+    Returns ``(carry, records, broken)``: the new carry, the records at steps
     ``start_step + record_every``, ..., ``start_step + n_records * record_every``
-    (each field with a leading records axis), or None when not ``keep``
-    (summaries only), and ``broken`` (below; always False when guarded). A carry
-    with a ``Summary`` folds every record into it (``target`` is the loss
-    threshold; with ``stop`` a run that reached it takes no more steps).
+    (a mapping like ``recorders``, each leaf with a leading records axis), or
+    None when not ``keep`` (summaries only), and ``broken`` (below; always False
+    when guarded). Every recorder's state in the carry is updated at every
+    record; with ``stop`` a run whose ``summary`` reached its target takes no
+    more steps.
 
     With ``optimistic``, the steps between two records are taken without the
     per-step guard (a select over the whole carry at every step, which can cost
@@ -244,8 +205,7 @@ def run_segment(
     value in this segment. Where no run is broken the
     result is exactly the guarded one; where one is, run the segment again from
     the same carry without ``optimistic`` (``sweep`` does). ``unroll`` unrolls the
-    loop over the steps between records (``lax.scan``'s ``unroll``). ``metrics``
-    (params -> dict of arrays) is evaluated at every record step.
+    loop over the steps between records (``lax.scan``'s ``unroll``).
     """
 
     # Optimistic and not stopping, the runs alive at the start stay alive to the end
@@ -254,8 +214,7 @@ def run_segment(
     hold = optimistic and not stop
     if hold:
         alive = running(carry)
-        still = record(carry, loss, batching, record_params and keep,
-                       None if validation is None else validation(carry.params), metrics)
+        still = record(carry, start_step, recorders, loss, batching)[1]
 
     def block(state, b):
         carry, broken = state
@@ -278,15 +237,9 @@ def run_segment(
                 return step(c, first + i, tx, loss, batching, key, stop), None
 
             carry, _ = jax.lax.scan(one, carry, steps, unroll=unroll)
-        t = first + record_every
-        val = None
-        if validation is not None:
-            carry, val = track_best(carry, validation, t)
-        records = record(carry, loss, batching, record_params and keep, val, metrics)
+        carry, records = record(carry, first + record_every, recorders, loss, batching)
         if hold:
             records = jax.tree.map(lambda a, b: jnp.where(alive, a, b), records, still)
-        if carry.summary is not None:
-            carry = carry._replace(summary=summarize(carry.summary, records.loss, t, target))
         return (carry, broken), (records if keep else None)
 
     start = carry

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from bpjax import engine
+from bpjax import engine, recorders
 from bpjax.checks import check_data, positive_int
 
 
@@ -91,9 +91,10 @@ def _float(x) -> jax.Array:
 @partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
 def _run(loss, tx, n_records, record_every, batch_size, params, data, key):
     batching = engine.Batching(data, batch_size)
-    carry = engine.init_carry(params, tx, loss, batching, key)
-    first = engine.record(carry, loss, batching, True)
+    kept = {"loss": recorders.loss(), "params": recorders.params()}
+    carry = engine.init_carry(params, tx, loss, batching, key, kept)
+    first = engine.record(carry, 0, kept, loss, batching)[1]
     carry, records, _ = engine.run_segment(
-        carry, jnp.int32(0), n_records, record_every, tx, loss, batching, key)
+        carry, jnp.int32(0), n_records, record_every, tx, loss, batching, key, kept)
     records = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, records)
-    return carry.params, records.loss, records.params, carry.diverged_at
+    return carry.params, records["loss"], records["params"], carry.diverged_at

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import bpjax
-from bpjax import engine, problems
+from bpjax import engine, problems, recorders
 
 SWEEP = importlib.import_module("bpjax.sweep.loop")  # where segments are run
 
@@ -18,10 +18,11 @@ def segment(optimistic, stop=False, unroll=1):
     def one(x0, lr, target):
         tx = bpjax.optim.sgd(lr)
         loss = lambda p, batch: problems.quartic(p)  # noqa: E731
-        carry = engine.init_carry({"x": x0}, tx, loss, engine.Batching(), None, target=target)
-        return engine.run_segment(carry, jnp.int32(0), 6, 5, tx, loss, record_params=True,
-                                  target=target, stop=stop, optimistic=optimistic,
-                                  unroll=unroll)
+        kept = {"loss": recorders.loss(), "params": recorders.params(),
+                "summary": recorders.summary(target)}
+        carry = engine.init_carry({"x": x0}, tx, loss, engine.Batching(), None, kept)
+        return engine.run_segment(carry, jnp.int32(0), 6, 5, tx, loss, recorders=kept,
+                                  stop=stop, optimistic=optimistic, unroll=unroll)
 
     lr, x0 = (a.ravel() for a in np.meshgrid(np.geomspace(0.001, 3.0, 12),
                                              np.linspace(0.2, 2.0, 10), indexing="ij"))
@@ -131,8 +132,9 @@ def test_a_non_finite_loss_met_between_records_is_flagged_though_the_run_recover
     def one(x0, optimistic):
         tx = bpjax.optim.sgd(1.0)
         loss = lambda p, batch: band(p)  # noqa: E731
-        carry = engine.init_carry({"x": x0}, tx, loss, engine.Batching(), None)
-        return engine.run_segment(carry, jnp.int32(0), 1, 8, tx, loss, record_params=False,
+        kept = {"loss": recorders.loss()}
+        carry = engine.init_carry({"x": x0}, tx, loss, engine.Batching(), None, kept)
+        return engine.run_segment(carry, jnp.int32(0), 1, 8, tx, loss, recorders=kept,
                                   optimistic=optimistic)
 
     guarded, _, _ = jax.vmap(lambda x: one(x, False))(x0)
@@ -167,10 +169,12 @@ def test_runs_dead_at_the_start_keep_their_carry_and_records_without_a_select_pe
         tx = bpjax.optim.sgd(lr)
         loss = lambda p, batch: problems.quartic(p)  # noqa: E731
         val = lambda p: 2 * problems.quartic(p) + 1  # noqa: E731
-        carry = engine.init_carry({"x": x0}, tx, loss, engine.Batching(), None, val, 1e-3)
+        kept = {"loss": recorders.loss(), "params": recorders.params(),
+                "best": recorders.best(val), "summary": recorders.summary(1e-3)}
+        carry = engine.init_carry({"x": x0}, tx, loss, engine.Batching(), None, kept)
         carry = carry._replace(diverged_at=jnp.where(dead, 0, -1))
-        return engine.run_segment(carry, jnp.int32(0), 6, 5, tx, loss, validation=val,
-                                  target=1e-3, optimistic=optimistic)[:2]
+        return engine.run_segment(carry, jnp.int32(0), 6, 5, tx, loss, recorders=kept,
+                                  optimistic=optimistic)[:2]
 
     args = (jnp.asarray(x0, jnp.float32), jnp.asarray(lr, jnp.float32), jnp.asarray(dead))
     guarded = jax.vmap(lambda *a: one(*a, False))(*args)
@@ -178,7 +182,7 @@ def test_runs_dead_at_the_start_keep_their_carry_and_records_without_a_select_pe
     for g, f in zip(jax.tree.leaves(guarded), jax.tree.leaves(fast)):
         np.testing.assert_array_equal(np.asarray(f), np.asarray(g))
     carry, records = fast
-    params = records.params
+    params = records["params"]
     start = np.float32(x0)
     np.testing.assert_array_equal(np.asarray(params["x"])[dead], start[dead, None].repeat(6, 1))
     assert (np.asarray(params["x"])[~dead, -1] != start[~dead]).all()  # the others moved

@@ -8,6 +8,7 @@ shape does not recompile.
 """
 
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, NamedTuple
@@ -16,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bpjax import checks, engine, optim
+from bpjax import checks, engine, optim, recorders
 
 # How many steps between records one iteration of the compiled loop takes, per backend,
 # for nets of at most SMALL_NET params. Measured on an H100: W1 (2 params, 4096 x 1000)
@@ -88,7 +89,7 @@ def config_keys(config: Mapping, base_seed):
 
 
 class Bound(NamedTuple):
-    """One configuration's keys, optimizer and loss ``loss(params, batch)``."""
+    """One configuration's keys, optimizer, loss ``loss(params, batch)`` and recorders."""
 
     config: dict  # axis -> value: traced, and the static combination's Python values
     init_key: jax.Array
@@ -96,11 +97,13 @@ class Bound(NamedTuple):
     tx: Any
     loss: Callable
     batching: engine.Batching
-    metrics: Callable | None  # params -> {name: value}, each on the full-batch loss
+    recorders: OrderedDict  # name -> Recorder, in the order of the host's histories
 
 
-def bind(spec: Spec, config: Mapping, base_seed, data=None) -> Bound:
+def bind(spec: Spec, config: Mapping, base_seed, inputs: Inputs) -> Bound:
+    """One configuration of ``spec``: everything its init, steps and records need."""
     config = {**config, **dict(spec.static)}
+    data = inputs.data
     init_key, data_key = config_keys(config, base_seed)
     tx = spec.opt.factory(**optim.hyperparams(spec.opt, config))
     extra = {"config": config} if spec.loss_takes_config else {}
@@ -111,27 +114,39 @@ def bind(spec: Spec, config: Mapping, base_seed, data=None) -> Bound:
         def loss(params, batch):
             del batch
             return spec.loss_fn(params, **extra)
-    metrics = None
-    if spec.metrics:
-        def full(params):
-            return loss(params, data)
-
-        def metrics(params):
-            return {name: fn(params, full) for name, fn in spec.metrics}
     return Bound(config, init_key, data_key, tx, loss, engine.Batching(data, spec.batch_size),
-                 metrics)
+                 _recorders(spec, loss, inputs))
 
 
-def _validation(spec: Spec, bound: Bound, val_data):
-    return (lambda params: bound.loss(params, val_data)) if spec.has_val else None
+def _recorders(spec: Spec, loss, inputs: Inputs) -> OrderedDict:
+    """What ``spec`` records, by name: the loss and params (with trajectories), early
+    stopping's ``best`` (with validation data), the ``summary`` and each metric."""
+    out = OrderedDict()
+    if spec.histories:
+        out["loss"] = recorders.loss()
+    if spec.record_params:
+        out["params"] = recorders.params()
+    if spec.has_val:
+        out["best"] = recorders.best(lambda params: loss(params, inputs.val_data))
+    out["summary"] = recorders.summary(inputs.target)
+    for name, fn in spec.metrics:  # (sorted by name)
+        out[f"metrics/{name}"] = recorders.metric(
+            lambda params, fn=fn: fn(params, lambda p: loss(p, inputs.data)))
+    return out
+
+
+def _first_records(spec: Spec, carry: engine.Carry, config, base_seed, inputs: Inputs):
+    """One configuration's records at step 0 (its recorders' first update)."""
+    bound = bind(spec, config, base_seed, inputs)
+    return engine.record(carry, 0, bound.recorders, bound.loss, bound.batching)[1]
 
 
 def init_one(spec: Spec, config, base_seed, inputs: Inputs) -> engine.Carry:
     """One configuration's starting carry (params, optimizer state, loss, gradient)."""
-    bound = bind(spec, config, base_seed, inputs.data)
+    bound = bind(spec, config, base_seed, inputs)
     params = spec.init(bound.config, bound.init_key)
     return engine.init_carry(params, bound.tx, bound.loss, bound.batching, bound.data_key,
-                             _validation(spec, bound, inputs.val_data), inputs.target)
+                             bound.recorders)
 
 
 _CACHE: dict = {}
@@ -145,12 +160,11 @@ def compiled(spec: Spec, sharding=None, unroll: int = 1) -> Compiled:
         return hit
 
     def segment_one(carry, config, base_seed, inputs, start, n_records, optimistic):
-        bound = bind(spec, config, base_seed, inputs.data)
+        bound = bind(spec, config, base_seed, inputs)
         return engine.run_segment(carry, start, n_records, spec.record_every, bound.tx,
-                                  bound.loss, bound.batching, bound.data_key,
-                                  spec.record_params, _validation(spec, bound, inputs.val_data),
-                                  inputs.target, spec.stop, keep=spec.histories,
-                                  optimistic=optimistic, unroll=unroll, metrics=bound.metrics)
+                                  bound.loss, bound.batching, bound.data_key, bound.recorders,
+                                  spec.stop, keep=spec.histories, optimistic=optimistic,
+                                  unroll=unroll)
 
     def run(carry, configs, base_seed, inputs, start, n_records, optimistic):
         one = partial(segment_one, n_records=n_records, optimistic=optimistic)
@@ -166,15 +180,9 @@ def compiled(spec: Spec, sharding=None, unroll: int = 1) -> Compiled:
     def start(configs, base_seed, inputs, n_cols):
         carry = jax.vmap(partial(init_one, spec), in_axes=(0, None, None))(
             configs, base_seed, inputs)
-        first = jax.vmap(first_records, in_axes=(0, 0, None, None))(
+        first = jax.vmap(partial(_first_records, spec), in_axes=(0, 0, None, None))(
             carry, configs, base_seed, inputs)
         return carry, histories(first, n_cols), jax.vmap(engine.finite)(carry)
-
-    def first_records(carry, config, base_seed, inputs):  # the records at step 0
-        bound = bind(spec, config, base_seed, inputs.data)
-        return engine.Records(carry.summary.last, carry.params if spec.record_params else None,
-                              None if carry.best is None else carry.best.loss,
-                              None if bound.metrics is None else bound.metrics(carry.params))
 
     def histories(first, n_cols):
         if not spec.histories:
@@ -248,6 +256,7 @@ class Traced(NamedTuple):
     params: Any
     unused: set  # grid axes that reach neither init, the loss nor the optimizer
     metrics: dict  # metric name -> its value's shape
+    records: Any  # what one configuration records at a record step (a mapping by name)
 
 
 _SHAPES: dict = {}
@@ -274,7 +283,7 @@ def _trace_one(spec: Spec, flat: Mapping, seed: int, inputs: Inputs):
     config = {k: jax.ShapeDtypeStruct((), v.dtype) for k, v in flat.items()}
 
     def one(config, base_seed, inputs):
-        bound = bind(spec, config, base_seed, inputs.data)
+        bound = bind(spec, config, base_seed, inputs)
         params = spec.init(bound.config, bound.init_key)
         return params, bound.loss(params, bound.batching.batch(bound.data_key, jnp.int32(0)))
 
@@ -298,23 +307,26 @@ def _trace_one(spec: Spec, flat: Mapping, seed: int, inputs: Inputs):
     metrics = {name: _metric_shape(spec._replace(metrics=((name, fn),)), config, seed, inputs,
                                    params) for name, fn in spec.metrics}  # each alone: named
     carry = jax.eval_shape(partial(init_one, spec), config, np.uint32(seed), inputs)
+    records = jax.eval_shape(partial(_first_records, spec), carry, config, np.uint32(seed),
+                             inputs)
     unused = checks.unused_inputs(partial(_first_step, spec), config, np.uint32(seed), inputs)
-    return Traced(carry, params, unused, metrics)
+    return Traced(carry, params, unused, metrics, records)
 
 
 def _first_step(spec: Spec, config, base_seed, inputs: Inputs) -> engine.Carry:
     """A configuration's carry after one step: what every grid axis must reach."""
-    bound = bind(spec, config, base_seed, inputs.data)
+    bound = bind(spec, config, base_seed, inputs)
     carry = init_one(spec, config, base_seed, inputs)
     return engine.advance(carry, jnp.int32(0), bound.tx, bound.loss, bound.batching,
                           bound.data_key)[0]
 
 
 def _metric_shape(spec: Spec, config, seed, inputs: Inputs, params) -> jax.ShapeDtypeStruct:
-    (name, _), = spec.metrics
+    (name, fn), = spec.metrics
 
     def value(config, base_seed, inputs, params):
-        return bind(spec, config, base_seed, inputs.data).metrics(params)[name]
+        bound = bind(spec, config, base_seed, inputs)
+        return fn(params, lambda p: bound.loss(p, inputs.data))
 
     try:
         out = jax.eval_shape(value, config, np.uint32(seed), inputs, params)

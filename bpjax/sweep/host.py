@@ -6,6 +6,7 @@ folder), the thread that writes them while the next chunk trains, and the
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import jax
 import numpy as np
@@ -41,24 +42,17 @@ class Host:
         dtype = shapes.loss.dtype
         self.histories: dict[str, np.ndarray] = {}
         self.metric_shapes = plan.metric_shapes
-        if spec.histories:  # in the order of engine.Records' leaves
-            leaves = [("loss", shapes.loss.shape[1:], shapes.loss.dtype)]
-            if spec.record_params:
-                leaves += [(f"params/{i}", x.shape[1:], x.dtype)
-                           for i, x in enumerate(jax.tree.leaves(shapes.params))]
-            if shapes.best is not None:
-                leaves.append(("val_loss", shapes.loss.shape[1:], shapes.loss.dtype))
-            leaves += [(f"metrics/{name}", x.shape, x.dtype)
-                       for name, x in sorted(plan.metric_shapes.items())]
-            for i, (name, shape, dtype) in enumerate(leaves):
-                self.histories[name] = self._array(i, lead + (n_cols,) + shape, dtype)
+        self.record_shapes = plan.record_shapes
+        if spec.histories:  # in the order of the records' leaves
+            for i, (name, x) in enumerate(history_names(plan.record_shapes)):
+                self.histories[name] = self._array(i, lead + (n_cols,) + x.shape, x.dtype)
         else:
             self.histories["loss"] = np.empty(lead + (2,), dtype)
         self.finals = {"diverged_at": np.empty(lead, np.int32)}
         for i, x in enumerate(jax.tree.leaves(shapes.params)):
             self.finals[f"final/{i}"] = np.empty(lead + x.shape[1:], x.dtype)
-        for group in ("best", "summary"):
-            for i, x in enumerate(jax.tree.leaves(getattr(shapes, group))):
+        for group, state in shapes.recorded.items():
+            for i, x in enumerate(jax.tree.leaves(state)):
                 self.finals[f"{group}/{i}"] = np.empty(lead + x.shape[1:], x.dtype)
 
     def _array(self, i: int, shape, dtype) -> np.ndarray:
@@ -82,13 +76,8 @@ class Host:
         """Zeroed host buffers shaped like one chunk's device trajectories."""
         if not self.full:
             return None
-        s = self.carry_shapes
-        metrics = {name: jax.ShapeDtypeStruct((chunk,) + x.shape, x.dtype)
-                   for name, x in self.metric_shapes.items()}
-        first = engine.Records(s.loss, s.params if "params/0" in self.histories else None,
-                               s.loss if "val_loss" in self.histories else None,
-                               metrics or None)
-        return jax.tree.map(lambda x: np.zeros((chunk, n_cols) + x.shape[1:], x.dtype), first)
+        return jax.tree.map(lambda x: np.zeros((chunk, n_cols) + x.shape, x.dtype),
+                            self.record_shapes)
 
     def saved_histories(self, saved: dict):
         return [saved[f"history/{i}"] for i in range(len(self.histories))]
@@ -123,10 +112,9 @@ class Host:
             self.histories["loss"][o, lo:hi, 0] = loss0
             self.histories["loss"][o, lo:hi, 1] = np.asarray(carry.summary.last)[:m]
         self.finals["diverged_at"][o, lo:hi] = np.asarray(carry.diverged_at)[:m]
-        for group in ("params", "best", "summary"):
-            name = "final" if group == "params" else group
-            for i, x in enumerate(jax.tree.leaves(getattr(carry, group))):
-                self.finals[f"{name}/{i}"][o, lo:hi] = np.asarray(x)[:m]
+        for group, tree in (("final", carry.params), *carry.recorded.items()):
+            for i, x in enumerate(jax.tree.leaves(tree)):
+                self.finals[f"{group}/{i}"][o, lo:hi] = np.asarray(x)[:m]
 
     def gather(self, n: int) -> None:
         """Every process's slice, in grid order, in every process (jax.distributed).
@@ -271,7 +259,7 @@ def assemble(plan: Plan, host: Host, elapsed: float) -> Result:
     best = {}
     if shapes.best is not None:
         b = tree("best", shapes.best)
-        best = dict(val_loss=shaped(hist["val_loss"]) if "val_loss" in hist else None,
+        best = dict(val_loss=shaped(hist["best"]) if "best" in hist else None,
                     best_val_loss=b.loss, best_step=b.step, best_params=b.params)
     metrics = {name: shaped(hist[f"metrics/{name}"]) for name in sorted(host.metric_shapes)}
     return Result(
@@ -290,6 +278,18 @@ def assemble(plan: Plan, host: Host, elapsed: float) -> Result:
         **best,
     )
 
+
+
+def history_names(records) -> list[tuple[str, Any]]:
+    """(name, leaf) for each leaf of one configuration's records: the recorder's name for
+    an array (``loss``, ``metrics/NAME``), ``NAME/i`` for a tree's i-th leaf (``params``)."""
+    out = []
+    for name, record in records.items():
+        if jax.tree_util.treedef_is_leaf(jax.tree.structure(record)):
+            out += [(name, record)] if record is not None else []
+        else:
+            out += [(f"{name}/{i}", x) for i, x in enumerate(jax.tree.leaves(record))]
+    return out
 
 
 def _versions() -> dict:

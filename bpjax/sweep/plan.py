@@ -100,6 +100,7 @@ class Plan(NamedTuple):
     procs: int = 1  # processes sharing the grid (jax.distributed), each a slice of it
     carry_shapes: tuple = ()  # per optimizer, one configuration's Carry (ShapeDtypeStructs)
     metric_shapes: dict = {}  # metric name -> one configuration's value (ShapeDtypeStruct)
+    record_shapes: Any = None  # one configuration's records at a record step, by recorder
 
     @property
     def carry_shape(self):  # the first optimizer's: every field but opt_state is shared
@@ -224,7 +225,7 @@ def make_plan(loss_fn, init, optimizer, grid, steps, *, record_every, seed, data
         replicated = NamedSharding(mesh, PartitionSpec())
     return Plan(specs, multi, grid, flat, steps, record_every, int(seed), inputs, chunk,
                 n_chunks, seg_records, sharding, replicated, bool(options.compact), n, procs,
-                tuple(t.carry for t in traced), traced[0].metrics)
+                tuple(t.carry for t in traced), traced[0].metrics, traced[0].records)
 
 
 def relayout(plan: Plan, layout: dict) -> Plan:
