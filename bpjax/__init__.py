@@ -9,11 +9,13 @@ compilation_cache.enable()  # compiled programs kept on disk for the next proces
 
 from bpjax import initializers, metrics, nets, optim, problems  # noqa: E402
 from bpjax.grid import Grid, static  # noqa: E402
+from bpjax.recorders import Record  # noqa: E402
 from bpjax.result import Result, load  # noqa: E402
 from bpjax.sweep import Options, initial_params, sweep  # noqa: E402
 from bpjax.train import Run, train  # noqa: E402
 
 init = initializers  # the old name (it clashed with every ``init`` parameter)
 
-__all__ = ["Grid", "Options", "Result", "Run", "devices", "initial_params", "initializers", "load",
-           "metrics", "nets", "optim", "problems", "static", "sweep", "train"]
+__all__ = ["Grid", "Options", "Record", "Result", "Run", "devices", "initial_params",
+           "initializers", "load", "metrics", "nets", "optim", "problems", "static", "sweep",
+           "train"]

@@ -141,3 +141,40 @@ def update_all(recorders: dict, states: dict, observation: Observation) -> tuple
     kind = type(recorders)
     return (kind((name, s) for name, (s, _) in out.items()),
             kind((name, rec) for name, (_, rec) in out.items()))
+
+
+class Record(NamedTuple):
+    """What a sweep records: the recipe of its recorders (``bpjax.sweep(record=...)``).
+
+    Attributes:
+      every: record every this many steps; must divide ``steps``. Records are at
+        steps 0, every, ..., steps.
+      params: record the params at each record step (else only the final params).
+      trajectories: keep the loss (and params, metrics) at every record step; False
+        keeps no trajectories, only per run the loss at the start and end and the
+        summary (memory per run then does not grow with ``steps``, for grids of
+        tens of millions).
+      target: a loss threshold. Every sweep returns, from the recorded losses,
+        ``min_loss``, ``min_step`` and ``reached_at``: the first record step with
+        loss <= ``target`` (-1 if never, or with no target).
+      stop_at_target: a run stops at the record step where it reaches ``target``
+        (its later records repeat that one), like a diverged run.
+      metrics: quantities evaluated at every record step inside the compiled sweep,
+        returned as ``res.metrics[name]`` (grid + (records,) + the metric's own
+        shape): a dict ``name -> metric(params, loss)``, where ``loss`` is the
+        configuration's full-batch loss ``params -> scalar``, or a built-in name
+        (``"sharpness"``, ``"grad_norm"``, ``"param_norm"``: see ``bpjax.metrics``),
+        or a list of built-in names. Saved, checkpointed and resumed like the loss.
+    """
+
+    every: int = 1
+    params: bool = True
+    trajectories: bool = True
+    target: float | None = None
+    stop_at_target: bool = False
+    metrics: Any = None
+
+
+# sweep's keywords of before ``Record``, still accepted: keyword -> Record field
+KEYWORDS = {"record_every": "every", "record_params": "params", "target": "target",
+            "stop_at_target": "stop_at_target", "metrics": "metrics"}

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bpjax.grid import Grid
+from bpjax.recorders import KEYWORDS, Record
 from bpjax.result import Result
 from bpjax.sweep import static
 from bpjax.sweep.compiled import config_keys
@@ -55,22 +56,20 @@ def sweep(
     grid: Grid | Mapping,
     steps: int,
     *,
-    record_every: int = 1,
-    seed: int = 0,
     data=None,
     batch_size: int | None = None,
     val_data=None,
-    record_params: bool = True,
-    record: str = "full",
-    target: float | None = None,
-    stop_at_target: bool = False,
-    metrics=None,
+    seed: int = 0,
+    record: Record | str | None = None,
     progress: bool | None = None,
     out=None,
     options: Options | None = None,
-    **how,
+    **keywords,
 ) -> Result:
     """Trains every configuration of ``grid`` and returns a ``Result`` with named axes.
+
+    The science is in the arguments; what to record is a ``bpjax.Record``; how to
+    run it is a ``bpjax.Options``.
 
     Args:
       loss_fn: ``loss_fn(params)``, or ``loss_fn(params, batch)`` when ``data`` is
@@ -80,15 +79,12 @@ def sweep(
       init: ``init(config, key) -> params``. ``key`` depends on ``seed`` and on the
         grid's ``seed`` axis, if any (never on the optimizer or other axes).
       optimizer: a name (``"sgd"``, ``"momentum"``, ``"nesterov"``, ``"adam"``), an
-        optax ``GradientTransformation``, a callable taking hyperparameters by
-        keyword (axes named ``lr``, ``momentum``, ``b1``, ``b2``, ``eps`` are passed
-        to it), or a list/dict of those: the result then has a leading
-        ``optimizer`` axis.
+        optax ``GradientTransformation``, a callable that takes hyperparameters by
+        keyword (every grid axis its signature names is passed to it, ``lr`` and
+        ``learning_rate`` alike), or a list/dict of those: the result then has a
+        leading ``optimizer`` axis.
       grid: a ``Grid`` or a dict of axes.
       steps: optimizer steps per configuration.
-      record_every: record loss (and params) every this many steps; must divide
-        ``steps``. Records are at steps 0, k, ..., steps.
-      seed: base PRNG seed.
       data: a pytree of arrays with a leading example axis, passed to ``loss_fn``.
       batch_size: mini-batch size; each configuration shuffles with its own key
         every epoch. Default: full batch.
@@ -96,22 +92,12 @@ def sweep(
         configuration evaluates ``loss_fn(params, val_data)`` and keeps the best
         (lowest) value, its step and the params there: early stopping, returned
         as ``val_loss``, ``best_val_loss``, ``best_step`` and ``best_params``.
-      record_params: record params at each record step (else only final params).
-      record: ``"full"`` keeps the loss (and params) at every record step;
-        ``"summary"`` keeps no trajectories, only per run the loss at the start
-        and end and the summaries below: memory per run then does not grow
-        with ``steps``, for grids of tens of millions.
-      target: a loss threshold. Every sweep returns, from the recorded losses,
-        ``min_loss``, ``min_step`` and ``reached_at``: the first record step
-        with loss <= ``target`` (-1 if never, or with no target).
-      stop_at_target: a run stops at the record step where it reaches
-        ``target`` (its later records repeat that one), like a diverged run.
-      metrics: quantities evaluated at every record step inside the compiled sweep,
-        returned as ``res.metrics[name]`` (grid + (records,) + the metric's own
-        shape): a dict ``name -> metric(params, loss)``, where ``loss`` is the
-        configuration's full-batch loss ``params -> scalar``, or a built-in name
-        (``"sharpness"``, ``"grad_norm"``, ``"param_norm"``: see ``bpjax.metrics``);
-        or a list of built-in names. Saved, checkpointed and resumed like ``loss``.
+      seed: base PRNG seed.
+      record: what to record, a ``bpjax.Record`` (record step, params,
+        trajectories or summaries only, loss target, metrics). Its fields are also
+        accepted as the keywords ``record_every``, ``record_params``, ``target``,
+        ``stop_at_target`` and ``metrics``, and ``record="summary"`` (or
+        ``"full"``) sets ``trajectories``.
       progress: show a progress bar (default: when stderr is a terminal).
       out: a folder to checkpoint into (at most every ``checkpoint_seconds``, at
         segment boundaries, and after each chunk) and to write ``result.npz``
@@ -129,18 +115,20 @@ def sweep(
     Example:
       >>> import bpjax, jax.numpy as jnp
       >>> res = bpjax.sweep(lambda p: p["x"] ** 4, lambda c, k: {"x": c["x0"]}, "sgd",
-      ...                   bpjax.Grid(lr=[0.01, 0.2], x0=[0.5, 2.0]), steps=100)
-      >>> res.diverged.tolist()
-      [[False, False], [False, True]]
+      ...                   bpjax.Grid(lr=[0.01, 0.2], x0=[0.5, 2.0]), steps=100,
+      ...                   record=bpjax.Record(every=10, target=1e-2))
+      >>> res.diverged.tolist(), res.reached_at.tolist()
+      ([[False, False], [False, True]], [[80, -1], [10, -1]])
     """
-    options = _options(options, how)
+    record, options = _record(record, keywords), _options(options, keywords)
 
     def plan(grid, combo=()):
-        return make_plan(loss_fn, init, optimizer, grid, steps, record_every=record_every,
+        return make_plan(loss_fn, init, optimizer, grid, steps, record_every=record.every,
                          seed=seed, data=data, batch_size=batch_size, val_data=val_data,
-                         record_params=record_params, record=record, target=target,
-                         stop_at_target=stop_at_target, metrics=metrics, options=options,
-                         static=combo)
+                         record_params=record.params,
+                         record="full" if record.trajectories else "summary",
+                         target=record.target, stop_at_target=record.stop_at_target,
+                         metrics=record.metrics, options=options, static=combo)
 
     grid = Grid(**grid) if isinstance(grid, Mapping) else grid
     if isinstance(grid, Grid) and grid.static_dims:
@@ -149,13 +137,27 @@ def sweep(
     return execute(plan(grid), options, progress, out)
 
 
+def _record(record, keywords: dict) -> Record:
+    """The ``Record`` of ``record=`` and the old keywords (removed from ``keywords``)."""
+    fields = {KEYWORDS[k]: keywords.pop(k) for k in list(keywords) if k in KEYWORDS}
+    if isinstance(record, Record):
+        if fields:
+            raise TypeError(f"record= is a bpjax.Record and {sorted(fields)} were given as "
+                            "keywords too: set them in the Record")
+        return record
+    if record not in (None, "full", "summary"):
+        raise TypeError(f"record must be a bpjax.Record, 'full' or 'summary', got {record!r}")
+    return Record(trajectories=record != "summary")._replace(**fields)
+
+
 def _options(options: Options | None, how: dict) -> Options:
     if options is not None and not isinstance(options, Options):
         raise TypeError(f"options must be a bpjax.Options, got {options!r}")
     unknown = sorted(set(how) - set(Options._fields))
     if unknown:
-        raise TypeError(f"sweep() got unexpected keyword arguments {unknown}; how to run a "
-                        f"sweep is set by Options fields {list(Options._fields)}")
+        raise TypeError(f"sweep() got unexpected keyword arguments {unknown}; what to record "
+                        f"is set by bpjax.Record fields {list(Record._fields)}, how to run a "
+                        f"sweep by bpjax.Options fields {list(Options._fields)}")
     return (options or Options())._replace(**how)
 
 
