@@ -19,7 +19,7 @@ import pytest
 
 import bpjax
 from bpjax import checkpoint, io
-from bpjax.result import _digest
+from bpjax.result_file import _digest
 
 LAYOUT = {"chunk": 1, "seg_records": 2}
 # Holds a Store on a folder, with a killed atomic_write's temporary file in it, until killed.
