@@ -1,5 +1,5 @@
-"""The compiled side of a sweep: a static ``Spec``, its cached ``jit(vmap)``
-functions, and the abstract trace that checks shapes before anything compiles.
+"""The compiled side of a sweep: a static ``Spec`` and its cached ``jit(vmap)``
+functions (``trace`` checks shapes abstractly before anything compiles).
 
 Everything here is written for one configuration (``bind``: its key, optimizer
 and loss) and batched over configurations with ``jax.vmap``. Compiled functions
@@ -15,9 +15,8 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from bpjax import checks, engine, optim, recorders
+from bpjax import engine, optim, recorders
 
 # How many steps between records one iteration of the compiled loop takes, per backend,
 # for nets of at most SMALL_NET params. Measured on an H100: W1 (2 params, 4096 x 1000)
@@ -135,7 +134,7 @@ def _recorders(spec: Spec, loss, inputs: Inputs) -> OrderedDict:
     return out
 
 
-def _first_records(spec: Spec, carry: engine.Carry, config, base_seed, inputs: Inputs):
+def first_records(spec: Spec, carry: engine.Carry, config, base_seed, inputs: Inputs):
     """One configuration's records at step 0 (its recorders' first update)."""
     bound = bind(spec, config, base_seed, inputs)
     return engine.record(carry, 0, bound.recorders, bound.loss, bound.batching)[1]
@@ -180,7 +179,7 @@ def compiled(spec: Spec, sharding=None, unroll: int = 1) -> Compiled:
     def start(configs, base_seed, inputs, n_cols):
         carry = jax.vmap(partial(init_one, spec), in_axes=(0, None, None))(
             configs, base_seed, inputs)
-        first = jax.vmap(partial(_first_records, spec), in_axes=(0, 0, None, None))(
+        first = jax.vmap(partial(first_records, spec), in_axes=(0, 0, None, None))(
             carry, configs, base_seed, inputs)
         return carry, histories(first, n_cols), jax.vmap(engine.finite)(carry)
 
@@ -247,93 +246,3 @@ def unroll(spec_params_size: int, record_every: int) -> int:
     if spec_params_size > SMALL_NET:
         return 1
     return max(1, math.gcd(record_every, UNROLL.get(jax.default_backend(), 1)))
-
-
-class Traced(NamedTuple):
-    """What an abstract trace of one configuration tells (shapes, no values)."""
-
-    carry: engine.Carry
-    params: Any
-    unused: set  # grid axes that reach neither init, the loss nor the optimizer
-    metrics: dict  # metric name -> its value's shape
-    records: Any  # what one configuration records at a record step (a mapping by name)
-
-
-_SHAPES: dict = {}
-
-
-def shapes(spec: Spec, flat: Mapping, seed: int, inputs: Inputs):
-    """Traces one configuration abstractly (no compile): catches shape errors early.
-
-    Returns what it finds as ``Traced``; remembered for the same code and argument
-    shapes (tracing costs milliseconds per sweep).
-    """
-    abstract = lambda x: (np.shape(x), str(getattr(x, "dtype", type(x))))  # noqa: E731
-    key = (spec.key, jax.tree.structure(inputs), tuple(map(abstract, jax.tree.leaves(inputs))),
-           jax.config.jax_enable_x64)
-    hit = _SHAPES.get(key)
-    if hit is None:
-        hit = _SHAPES[key] = _trace_one(spec, flat, seed, inputs)
-        if len(_SHAPES) > CACHE_SIZE:
-            _SHAPES.pop(next(iter(_SHAPES)))
-    return hit
-
-
-def _trace_one(spec: Spec, flat: Mapping, seed: int, inputs: Inputs):
-    config = {k: jax.ShapeDtypeStruct((), v.dtype) for k, v in flat.items()}
-
-    def one(config, base_seed, inputs):
-        bound = bind(spec, config, base_seed, inputs)
-        params = spec.init(bound.config, bound.init_key)
-        return params, bound.loss(params, bound.batching.batch(bound.data_key, jnp.int32(0)))
-
-    try:
-        params, value = jax.eval_shape(one, config, np.uint32(seed), inputs)
-    except Exception as e:  # noqa: BLE001 - report the user's error with context
-        data = inputs.data
-        raise ValueError(
-            f"init, loss_fn or optimizer {spec.opt.name!r} failed on one configuration "
-            f"(data shapes {jax.tree.map(np.shape, data) if data is not None else None}): "
-            f"{type(e).__name__}: {e}"
-        ) from e
-    for leaf in jax.tree.leaves(params):
-        if not jnp.issubdtype(leaf.dtype, jnp.floating):
-            raise ValueError(f"init must return float params, got a leaf of dtype {leaf.dtype}")
-    if not hasattr(value, "shape") or value.shape != ():
-        shape = getattr(value, "shape", value)
-        raise ValueError(f"loss_fn must return a scalar, got shape {shape}")
-    if not jnp.issubdtype(value.dtype, jnp.floating):
-        raise ValueError(f"loss_fn must return a float, got dtype {value.dtype}")
-    metrics = {name: _metric_shape(spec._replace(metrics=((name, fn),)), config, seed, inputs,
-                                   params) for name, fn in spec.metrics}  # each alone: named
-    carry = jax.eval_shape(partial(init_one, spec), config, np.uint32(seed), inputs)
-    records = jax.eval_shape(partial(_first_records, spec), carry, config, np.uint32(seed),
-                             inputs)
-    unused = checks.unused_inputs(partial(_first_step, spec), config, np.uint32(seed), inputs)
-    return Traced(carry, params, unused, metrics, records)
-
-
-def _first_step(spec: Spec, config, base_seed, inputs: Inputs) -> engine.Carry:
-    """A configuration's carry after one step: what every grid axis must reach."""
-    bound = bind(spec, config, base_seed, inputs)
-    carry = init_one(spec, config, base_seed, inputs)
-    return engine.advance(carry, jnp.int32(0), bound.tx, bound.loss, bound.batching,
-                          bound.data_key)[0]
-
-
-def _metric_shape(spec: Spec, config, seed, inputs: Inputs, params) -> jax.ShapeDtypeStruct:
-    (name, fn), = spec.metrics
-
-    def value(config, base_seed, inputs, params):
-        bound = bind(spec, config, base_seed, inputs)
-        return fn(params, lambda p: bound.loss(p, inputs.data))
-
-    try:
-        out = jax.eval_shape(value, config, np.uint32(seed), inputs, params)
-    except Exception as e:  # noqa: BLE001 - the user's metric, named
-        raise ValueError(f"metric {name!r} failed as metric(params, loss): "
-                         f"{type(e).__name__}: {e}") from e
-    if not isinstance(out, jax.ShapeDtypeStruct):
-        raise ValueError(f"metric {name!r} must return an array (a scalar or a fixed "
-                         f"shape), got {type(out).__name__}: {out}")
-    return out

@@ -20,7 +20,8 @@ from bpjax import checkpoint, optim
 from bpjax import metrics as metrics_lib
 from bpjax.checks import check_data, positive_int
 from bpjax.grid import Grid
-from bpjax.sweep.compiled import Inputs, Spec, shapes
+from bpjax.sweep.compiled import Inputs, Spec
+from bpjax.sweep.trace import shapes
 
 DEFAULT_CPU_MEMORY = 1 << 30  # on CPU the device is the host: its buffers and their copies
 # Default segments per chunk, and the fewest estimated seconds each may take: a
