@@ -21,7 +21,7 @@ from common import cli
 
 import bpjax
 
-SWEEP = importlib.import_module("bpjax.sweep.loop")
+SWEEP = importlib.import_module("bpjax.sweep.segments")
 
 
 def loss(p):

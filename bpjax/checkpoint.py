@@ -13,12 +13,14 @@ An output folder holds:
 
 The write order, which keeps a folder resumable at every instant:
 
-0. ``Store(out)`` takes ``.lock`` (exclusive, non-blocking; the OS drops it when the
-   process dies), so one process writes a folder; only then it removes what killed
-   writers left: ``.tmp-*`` (files being written) and ``.write-test-*`` (probes).
+0. ``Store(out)`` takes ``.lock`` (``bpjax.lock``: exclusive, non-blocking; the OS drops
+   it when the process dies), so one process writes a folder; only then it removes what
+   killed writers left: ``.tmp-*`` (files being written) and ``.write-test-*`` (probes).
 1. ``sweep.json`` is written once, before any other file of the sweep: a folder with
    sweep files but no ``sweep.json`` is refused. It commits the folder to one sweep
-   (fingerprint) and layout; every later file carries the same fingerprint.
+   (its description and fingerprint, ``bpjax.fingerprint``) and layout; every later
+   file carries the same fingerprint, and a rerun whose fingerprint differs is refused,
+   naming what differs.
 2. Chunks run in order, optimizer by optimizer: (0, 0), (0, 1), ..., (1, 0), ... At a
    segment boundary (at most every ``checkpoint_seconds``) ``progress.npz`` is
    replaced: the commit point of a segment (position O, C and records done; the carry;
@@ -61,92 +63,19 @@ hold no checksum of them yet; ``result.npz`` does, once written).
 """
 
 import errno
-import fcntl
-import gc
-import hashlib
-import inspect
 import json
 import os
-import socket
-import types
-import warnings
 from typing import Any
 
-import jax
 import numpy as np
 
-from bpjax.io import TMP_PREFIX, WriteError, atomic_savez, atomic_write_text, read_npz
+from bpjax import lock as folder_lock
+from bpjax.fingerprint import differences, fingerprint, warn_unseen
+from bpjax.io import WriteError, atomic_savez, atomic_write_text, read_npz
 
 SWEEP_JSON = "sweep.json"
 PROGRESS = "progress.npz"
 RESULT = "result.npz"
-LOCK = ".lock"
-PROBE = ".write-test-"
-
-
-def digest(obj, depth: int = 0) -> str:
-    """A best-effort digest of a value: arrays by dtype, shape and bytes; functions by
-    their code, constants and closed-over values.
-
-    Two functions with the same digest compute the same thing unless they read
-    mutable global state; closures (e.g. the net inside a loss) are followed.
-    """
-    h = hashlib.sha256()
-    _feed(h, obj, depth, set())
-    return h.hexdigest()[:16]
-
-
-def _feed(h, obj, depth: int, seen: set) -> None:
-    if depth > 6 or id(obj) in seen:
-        h.update(b"<...>")
-        return
-    seen.add(id(obj))
-    if isinstance(obj, (types.FunctionType, types.MethodType)):
-        fn = obj.__func__ if isinstance(obj, types.MethodType) else obj
-        h.update(fn.__qualname__.encode())  # not the module: __main__ in a script
-        _feed_code(h, fn.__code__)
-        for cell in fn.__closure__ or ():
-            try:
-                _feed(h, cell.cell_contents, depth + 1, seen)
-            except ValueError:  # empty cell
-                h.update(b"<empty>")
-        for value in fn.__defaults__ or ():
-            _feed(h, value, depth + 1, seen)
-    elif isinstance(obj, (np.ndarray, jax.Array)):
-        a = np.asarray(obj)
-        h.update(f"{a.dtype}{a.shape}".encode() + a.tobytes())
-    elif isinstance(obj, (int, float, str, bool, bytes, type(None), complex)):
-        h.update(repr(obj).encode())
-    elif isinstance(obj, (list, tuple)):
-        h.update(type(obj).__name__.encode())
-        for item in obj:
-            _feed(h, item, depth + 1, seen)
-    elif isinstance(obj, dict):
-        for k, v in obj.items():
-            h.update(repr(k).encode())
-            _feed(h, v, depth + 1, seen)
-    elif callable(obj):
-        h.update(getattr(obj, "__qualname__", type(obj).__qualname__).encode())
-        try:
-            h.update(inspect.getsource(obj).encode())
-        except (OSError, TypeError):
-            pass
-    else:
-        h.update(type(obj).__qualname__.encode())
-
-
-def _feed_code(h, code) -> None:
-    h.update(code.co_code)
-    for c in code.co_consts:
-        if isinstance(c, types.CodeType):
-            _feed_code(h, c)
-        else:
-            h.update(repr(c).encode())
-    h.update(repr(code.co_names).encode())
-
-
-def fingerprint(description: dict) -> str:
-    return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:24]
 
 
 class Store:
@@ -174,94 +103,27 @@ class Store:
         except OSError as e:
             raise ValueError(f"out={self.out!r} is not a writable folder: {e.strerror}") from e
         if lock:
-            self._lock_fd = self._take_lock()
+            self._lock_fd = folder_lock.take(self.out)
             if self._lock_fd is not None:
-                self._remove_leftovers()
+                folder_lock.remove_leftovers(self.out)
         try:
-            probe = self.path(f"{PROBE}{os.getpid()}")  # one per process
+            probe = self.path(f"{folder_lock.PROBE}{os.getpid()}")  # one per process
             with open(probe, "w") as f:
                 f.write("x")
             os.remove(probe)
         except OSError as e:
             self.close()
             raise ValueError(f"out={self.out!r} is not a writable folder: {e.strerror}") from e
+        warn_unseen(description, self.out)
 
     def path(self, name: str) -> str:
         return os.path.join(self.out, name)
 
-    # -- one writer per folder ---------------------------------------------------------
-    def _take_lock(self) -> int | None:
-        path = self.path(LOCK)
-        collected = False
-        for _ in range(8):  # (a holder may remove the file as we open it: open the new one)
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-            except OSError as e:
-                raise ValueError(f"out={self.out!r} is not a writable folder: "
-                                 f"{e.strerror}") from e
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                pid, host = _holder(path)
-                if pid == os.getpid() and host == socket.gethostname() and not collected:
-                    gc.collect()  # a Store of this process that is only garbage now
-                    collected = True
-                    continue
-                raise ValueError(self._in_use(pid, host)) from None
-            except OSError as e:  # a file system without flock (some network ones)
-                os.close(fd)
-                warnings.warn(f"bpjax: cannot lock {self.out} ({e.strerror}); nothing stops "
-                              "a second process from writing there", RuntimeWarning,
-                              stacklevel=3)
-                return None
-            try:
-                ours = os.path.samestat(os.fstat(fd), os.stat(path))
-            except FileNotFoundError:
-                ours = False
-            if ours:
-                os.ftruncate(fd, 0)
-                os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
-                return fd
-            os.close(fd)
-        raise ValueError(f"{self.out} is in use (its lock keeps changing hands); "
-                         "wait for the other sweep, or use another folder")
-
-    def _in_use(self, pid: int | None, host: str | None) -> str:
-        if pid is None:
-            who = "another process"
-        elif pid == os.getpid() and host == socket.gethostname():
-            return (f"{self.out} is in use by process {pid}, this one: another Store on it "
-                    "is still open (a sweep running in another thread, or one that raised "
-                    "and is still referenced); close it, or use another folder")
-        else:
-            who = f"process {pid}" + ("" if host in (None, socket.gethostname())
-                                      else f" on {host}")
-        return (f"{self.out} is in use by {who} (a sweep is writing there); "
-                "wait for it, or use another folder")
-
-    def _remove_leftovers(self) -> None:
-        """Removes the temporary files and probes of writers killed in this folder (the
-        lock is held: no live writer has any)."""
-        for name in os.listdir(self.out):
-            if name.startswith((TMP_PREFIX, PROBE)):
-                try:
-                    os.remove(self.path(name))
-                except (FileNotFoundError, IsADirectoryError, PermissionError):
-                    pass
-
     def close(self) -> None:
         """Releases the folder's lock (removing ``.lock``); the Store reads on."""
         fd, self._lock_fd = self._lock_fd, None
-        if fd is None:
-            return
-        try:  # remove the file only if it is still ours (a slice folder may be gone)
-            if os.path.samestat(os.fstat(fd), os.stat(self.path(LOCK))):
-                os.remove(self.path(LOCK))
-        except OSError:
-            pass
-        finally:
-            os.close(fd)  # (releases the lock)
+        if fd is not None:
+            folder_lock.release(self.out, fd)
 
     def __enter__(self) -> "Store":
         return self
@@ -317,7 +179,7 @@ class Store:
                 f"{self.out} holds, so that folder cannot be resumed: delete the folder (or "
                 "use another) to start over") from e
         if stored["fingerprint"] != self.fingerprint:
-            diff = _differences(stored["description"], self.description)
+            diff = differences(stored["description"], self.description)
             raise ValueError(
                 f"{self.out} holds a different sweep ({'; '.join(diff) or 'fingerprint differs'})"
                 "; use another output folder, or delete this one to start over")
@@ -448,23 +310,3 @@ def _length(arrays: dict) -> int | None:
     """How many grid rows a chunk's arrays hold."""
     a = arrays.get("diverged_at")
     return None if a is None or a.ndim == 0 else int(a.shape[0])
-
-
-def _holder(path: str) -> tuple[int | None, str | None]:
-    """The pid and host written in a lock file (None, None if unreadable)."""
-    try:
-        with open(path) as f:
-            pid, _, host = f.read(200).strip().partition(" ")
-        return int(pid), host or None
-    except (OSError, ValueError):
-        return None, None
-
-
-def _differences(old: dict, new: dict) -> list[str]:
-    out = []
-    for key in sorted(set(old) | set(new)):
-        if old.get(key) != new.get(key):
-            a, b = json.dumps(old.get(key)), json.dumps(new.get(key))
-            short = lambda s: s if len(s) < 60 else s[:57] + "..."  # noqa: E731
-            out.append(f"{key}: stored {short(a)}, now {short(b)}")
-    return out

@@ -9,7 +9,7 @@ import numpy as np
 import bpjax
 from bpjax import engine, problems, recorders
 
-SWEEP = importlib.import_module("bpjax.sweep.loop")  # where segments are run
+SWEEP = importlib.import_module("bpjax.sweep.segments")  # where segments are run
 
 
 def segment(optimistic, stop=False, unroll=1):

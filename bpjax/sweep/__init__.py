@@ -146,7 +146,8 @@ def _record(record, keywords: dict) -> Record:
                             "keywords too: set them in the Record")
         return record
     if record not in (None, "full", "summary"):
-        raise TypeError(f"record must be a bpjax.Record, 'full' or 'summary', got {record!r}")
+        raise ValueError(f"record must be 'full' (trajectories), 'summary' (none: min, first "
+                         f"step below target, final) or a bpjax.Record, got {record!r}")
     return Record(trajectories=record != "summary")._replace(**fields)
 
 

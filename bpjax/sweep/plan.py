@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from bpjax import checkpoint, optim
+from bpjax import fingerprint, optim
 from bpjax import metrics as metrics_lib
 from bpjax.checks import check_data, positive_int
 from bpjax.grid import Grid
@@ -57,6 +57,9 @@ class Options(NamedTuple):
         runs still stepping and diverged, the lowest loss so far): to log to
         TensorBoard, W&B or rich without bpjax depending on them. It costs one more
         device-to-host copy per segment (two numbers per run).
+      fingerprint: extra inputs that bpjax cannot see, e.g. a data file's version: a
+        string or a JSON value, added to the fingerprint an ``out=`` folder is checked
+        against, so that a rerun after it changes is refused instead of resumed.
     """
 
     max_memory: int | None = None
@@ -66,6 +69,7 @@ class Options(NamedTuple):
     compact: bool = True
     checkpoint_seconds: float = 30.0
     on_segment: Callable | None = None
+    fingerprint: Any = None
 
 
 class SegmentInfo(NamedTuple):
@@ -101,6 +105,7 @@ class Plan(NamedTuple):
     procs: int = 1  # processes sharing the grid (jax.distributed), each a slice of it
     carry_shapes: tuple = ()  # per optimizer, one configuration's Carry (ShapeDtypeStructs)
     metric_shapes: dict = {}  # metric name -> one configuration's value (ShapeDtypeStruct)
+    fingerprint: Any = None  # Options.fingerprint, in its JSON form
     record_shapes: Any = None  # one configuration's records at a record step, by recorder
 
     @property
@@ -226,7 +231,8 @@ def make_plan(loss_fn, init, optimizer, grid, steps, *, record_every, seed, data
         replicated = NamedSharding(mesh, PartitionSpec())
     return Plan(specs, multi, grid, flat, steps, record_every, int(seed), inputs, chunk,
                 n_chunks, seg_records, sharding, replicated, bool(options.compact), n, procs,
-                tuple(t.carry for t in traced), traced[0].metrics, traced[0].records)
+                tuple(t.carry for t in traced), traced[0].metrics,
+                fingerprint.user_value(options.fingerprint), traced[0].records)
 
 
 def relayout(plan: Plan, layout: dict) -> Plan:
@@ -241,15 +247,23 @@ def relayout(plan: Plan, layout: dict) -> Plan:
 
 
 def describe(plan: Plan) -> dict:
-    """What defines a sweep's result; its hash is the fingerprint checked on resume."""
+    """What defines a sweep's result; its hash is the fingerprint checked on resume.
+
+    Functions are described by their digest and their parts' (``fingerprint.digest_parts``),
+    so that a refusal names the part that changed; ``unseen`` lists what the digests
+    could not see into (warned of with ``out=``, unless ``Options.fingerprint`` is set).
+    """
     spec = plan.specs[0]
     data, val_data = plan.inputs.data, plan.inputs.val_data
-    return {
+    unseen: list[str] = []
+    parts = lambda name, fn: fingerprint.digest_parts(fn, unseen, name)  # noqa: E731
+    out = {
         "grid": {k: v.tolist() for k, v in plan.grid.axes.items()},
+        "dtypes": {k: str(v.dtype) for k, v in plan.grid.axes.items()},
         "optimizers": {s.opt.name: s.opt.source if isinstance(s.opt.source, str)
-                       else checkpoint.digest(s.opt.source) for s in plan.specs},
-        "loss_fn": checkpoint.digest(spec.loss_fn),
-        "init": checkpoint.digest(spec.init),
+                       else parts(s.opt.name, s.opt.source) for s in plan.specs},
+        "loss_fn": parts("loss_fn", spec.loss_fn),
+        "init": parts("init", spec.init),
         "steps": plan.steps,
         "record_every": plan.record_every,
         "seed": plan.seed,
@@ -259,10 +273,17 @@ def describe(plan: Plan) -> dict:
         "target": None if plan.inputs.target == -math.inf else plan.inputs.target,
         "stop_at_target": spec.stop,
         "x64": bool(jax.config.jax_enable_x64),
-        "metrics": {name: checkpoint.digest(fn) for name, fn in spec.metrics},
+        "metrics": {name: parts(name, fn) for name, fn in spec.metrics},
         "static": dict(spec.static),
-        "data": None if data is None else checkpoint.digest(jax.tree.leaves(data)),
-    } | ({} if val_data is None else {"val_data": checkpoint.digest(jax.tree.leaves(val_data))})
+        "data": None if data is None else fingerprint.digest(jax.tree.leaves(data)),
+    }
+    if val_data is not None:
+        out["val_data"] = fingerprint.digest(jax.tree.leaves(val_data))
+    if plan.fingerprint is not None:
+        out["fingerprint"] = plan.fingerprint
+    if unseen:
+        out["unseen"] = unseen
+    return out
 
 
 def chunk_configs(plan: Plan, lo: int, hi: int) -> dict:
