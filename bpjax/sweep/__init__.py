@@ -61,7 +61,6 @@ def sweep(
     val_data=None,
     seed: int = 0,
     record: Record | str | None = None,
-    progress: bool | None = None,
     out=None,
     options: Options | None = None,
     **keywords,
@@ -98,7 +97,6 @@ def sweep(
         accepted as the keywords ``record_every``, ``record_params``, ``target``,
         ``stop_at_target`` and ``metrics``, and ``record="summary"`` (or
         ``"full"``) sets ``trajectories``.
-      progress: show a progress bar (default: when stderr is a terminal).
       out: a folder to checkpoint into (at most every ``checkpoint_seconds``, at
         segment boundaries, and after each chunk) and to write ``result.npz``
         to. Running the same sweep with the same ``out`` resumes it; a different
@@ -109,8 +107,9 @@ def sweep(
         see: each keeps its slice in ``out/process-K`` until process 0 writes
         the whole result in ``out``.
       options: how to run it (memory, chunking, segments, sharding, compaction,
-        checkpoint cadence): a ``bpjax.Options``; none of it changes a result on
-        the CPU. Its fields are also accepted as keywords (``chunk_size=16``).
+        checkpoint cadence, progress bar): a ``bpjax.Options``; none of it changes
+        a result on the CPU. Its fields are also accepted as keywords
+        (``chunk_size=16``, ``progress=False``).
 
     Example:
       >>> import bpjax, jax.numpy as jnp
@@ -132,9 +131,9 @@ def sweep(
 
     grid = Grid(**grid) if isinstance(grid, Mapping) else grid
     if isinstance(grid, Grid) and grid.static_dims:
-        return static.run(grid, plan, lambda p, folder: execute(p, options, progress, folder),
+        return static.run(grid, plan, lambda p, folder: execute(p, options, folder),
                           out)
-    return execute(plan(grid), options, progress, out)
+    return execute(plan(grid), options, out)
 
 
 def _record(record, keywords: dict) -> Record:

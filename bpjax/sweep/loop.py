@@ -18,11 +18,11 @@ from bpjax.sweep.plan import Options, Plan, chunk_configs, describe, relayout, s
 from bpjax.sweep.segments import Chunk, run_chunk
 
 
-def execute(plan: Plan, options: Options, progress: bool | None, out=None) -> Result:
+def execute(plan: Plan, options: Options, out=None) -> Result:
     """Trains every chunk of every optimizer of ``plan`` (resuming from ``out``)."""
     stores: list[checkpoint.Store] = []
     try:
-        return _execute(plan, options, progress, out, stores)
+        return _execute(plan, options, out, stores)
     except KeyboardInterrupt:
         if out is not None:
             _say(f"bpjax: interrupted; rerun the same sweep to resume from {os.fspath(out)}")
@@ -32,7 +32,7 @@ def execute(plan: Plan, options: Options, progress: bool | None, out=None) -> Re
             store.close()
 
 
-def _execute(plan: Plan, options: Options, progress: bool | None, out,
+def _execute(plan: Plan, options: Options, out,
              stores: list) -> Result:
     store = top = None
     if out is not None:
@@ -68,7 +68,7 @@ def _execute(plan: Plan, options: Options, progress: bool | None, out,
     base_seed = np.uint32(plan.seed)
     resume = store.load_progress() if store else None
 
-    bar = Progress(len(plan.specs) * plan.n * plan.steps, "sweep", progress)
+    bar = Progress(len(plan.specs) * plan.n * plan.steps, "sweep", options.progress)
     t0 = time.perf_counter()
     # host arrays in the run's own dtypes (float64 under x64)
     host = Host(plan, jax.tree.map(lambda x: jax.ShapeDtypeStruct((plan.chunk,) + x.shape,

@@ -60,6 +60,8 @@ class Options(NamedTuple):
       fingerprint: extra inputs that bpjax cannot see, e.g. a data file's version: a
         string or a JSON value, added to the fingerprint an ``out=`` folder is checked
         against, so that a rerun after it changes is refused instead of resumed.
+      progress: show a progress bar (default: when stderr is a terminal, and in
+        Jupyter).
     """
 
     max_memory: int | None = None
@@ -70,6 +72,7 @@ class Options(NamedTuple):
     checkpoint_seconds: float = 30.0
     on_segment: Callable | None = None
     fingerprint: Any = None
+    progress: bool | None = None
 
 
 class SegmentInfo(NamedTuple):
