@@ -29,7 +29,8 @@ from bpjax.result import Result
 from bpjax.sweep import static
 from bpjax.sweep.compiled import config_keys
 from bpjax.sweep.loop import execute
-from bpjax.sweep.plan import Options, SegmentInfo, make_plan
+from bpjax.sweep.options import Options, SegmentInfo
+from bpjax.sweep.plan import make_plan
 
 __all__ = ["Options", "SegmentInfo", "config_keys", "initial_params", "sweep"]
 
