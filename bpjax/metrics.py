@@ -49,6 +49,18 @@ def sharpness(iters: int = 20) -> Metric:
     return metric
 
 
+def grad_curvature(params, loss) -> jax.Array:
+    """The loss's curvature along the gradient, g.H g / g.g: what a gradient step of
+    size lr sees, so lr x this > 2 overshoots along the step's own line even where the
+    sharpness says nothing (seed 002's tangent). One Hessian-vector product; 0 where
+    the gradient is 0."""
+    flat, unravel = ravel_pytree(params)
+    grad = jax.grad(lambda f: loss(unravel(f)))
+    g, hg = jax.jvp(grad, (flat,), (grad(flat),))
+    gg = jnp.vdot(g, g)
+    return jnp.where(gg > 0, jnp.vdot(g, hg) / jnp.where(gg > 0, gg, 1), 0)
+
+
 def grad_norm(params, loss) -> jax.Array:
     """The global (Euclidean) norm of the full-batch gradient."""
     return optax.global_norm(jax.grad(loss)(params))
@@ -88,6 +100,7 @@ def check(metrics) -> tuple[tuple[str, Callable], ...]:
 
 
 BUILTIN: dict[str, Metric] = {  # what sweep(metrics=) accepts by name
+    "grad_curvature": grad_curvature,
     "grad_norm": grad_norm,
     "param_norm": param_norm,
     "sharpness": sharpness(),

@@ -23,7 +23,7 @@ def init(config, key):
 
 GRID = bpjax.Grid(lr=[0.01, 0.1], c=[0.5, 2.0])
 METRICS = {"sharp": sharpness(iters=40), "gn": "grad_norm", "pn": "param_norm",
-           "twice": lambda p, f: 2 * p["x"]}
+           "curv": "grad_curvature", "twice": lambda p, f: 2 * p["x"]}
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +44,12 @@ def test_norms_and_a_shaped_metric_equal_numpy_on_the_recorded_params(res):
     grad = c * np.einsum("ij,...j->...i", A, x)
     np.testing.assert_allclose(res.metrics["gn"], np.linalg.norm(grad, axis=-1), rtol=1e-5)
     np.testing.assert_allclose(res.metrics["pn"], np.linalg.norm(x, axis=-1), rtol=1e-6)
+    # the curvature along the gradient, g.Hg / g.g with H = c A: between A's extreme
+    # eigenvalues (times c), and not the sharpness
+    hg = c * np.einsum("ij,...j->...i", A, grad)
+    curv = np.sum(grad * hg, -1) / np.sum(grad * grad, -1)
+    np.testing.assert_allclose(res.metrics["curv"], curv, rtol=1e-4)
+    assert (curv < 4.0 * c[..., 0]).all() and (curv > 0.25 * c[..., 0]).all()
     np.testing.assert_array_equal(res.metrics["twice"], 2 * res.params["x"])
     assert res.dims_of("metrics/twice") == res.dims_of("metrics") == ("lr", "c", "step")
     assert res.metrics["twice"].shape == (2, 2, 9, 3)  # then the metric's own shape
