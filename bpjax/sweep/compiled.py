@@ -134,18 +134,14 @@ def _recorders(spec: Spec, loss, inputs: Inputs) -> OrderedDict:
     return out
 
 
-def first_records(spec: Spec, carry: engine.Carry, config, base_seed, inputs: Inputs):
-    """One configuration's records at step 0 (its recorders' first update)."""
-    bound = bind(spec, config, base_seed, inputs)
-    return engine.record(carry, 0, bound.recorders, bound.loss, bound.batching)[1]
-
-
-def init_one(spec: Spec, config, base_seed, inputs: Inputs) -> engine.Carry:
-    """One configuration's starting carry (params, optimizer state, loss, gradient)."""
-    bound = bind(spec, config, base_seed, inputs)
+def start_one(spec: Spec, config, base_seed, inputs: Inputs, bound: Bound | None = None):
+    """One configuration's starting carry (params, optimizer state, loss, gradient, its
+    recorders' states) and its records at step 0: ``(carry, records)``."""
+    bound = bind(spec, config, base_seed, inputs) if bound is None else bound
     params = spec.init(bound.config, bound.init_key)
-    return engine.init_carry(params, bound.tx, bound.loss, bound.batching, bound.data_key,
-                             bound.recorders)
+    carry = engine.init_carry(params, bound.tx, bound.loss, bound.batching, bound.data_key,
+                              bound.recorders)
+    return carry, engine.record(carry, 0, bound.recorders, bound.loss, bound.batching)[1]
 
 
 _CACHE: dict = {}
@@ -177,10 +173,8 @@ def compiled(spec: Spec, sharding=None, unroll: int = 1) -> Compiled:
         return live(carry).astype(jnp.int8) + 2 * broken.astype(jnp.int8)
 
     def start(configs, base_seed, inputs, n_cols):
-        carry = jax.vmap(partial(init_one, spec), in_axes=(0, None, None))(
+        carry, first = jax.vmap(partial(start_one, spec), in_axes=(0, None, None))(
             configs, base_seed, inputs)
-        first = jax.vmap(partial(first_records, spec), in_axes=(0, 0, None, None))(
-            carry, configs, base_seed, inputs)
         return carry, histories(first, n_cols), jax.vmap(engine.finite)(carry)
 
     def histories(first, n_cols):

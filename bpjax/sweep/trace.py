@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bpjax import checks, engine
-from bpjax.sweep.compiled import CACHE_SIZE, Inputs, Spec, bind, first_records, init_one
+from bpjax.sweep.compiled import CACHE_SIZE, Inputs, Spec, bind, start_one
 
 
 class Traced(NamedTuple):
@@ -74,9 +74,7 @@ def _trace_one(spec: Spec, flat: Mapping, seed: int, inputs: Inputs):
         raise ValueError(f"loss_fn must return a float, got dtype {value.dtype}")
     metrics = {name: _metric_shape(spec._replace(metrics=((name, fn),)), config, seed, inputs,
                                    params) for name, fn in spec.metrics}  # each alone: named
-    carry = jax.eval_shape(partial(init_one, spec), config, np.uint32(seed), inputs)
-    records = jax.eval_shape(partial(first_records, spec), carry, config, np.uint32(seed),
-                             inputs)
+    carry, records = jax.eval_shape(partial(start_one, spec), config, np.uint32(seed), inputs)
     unused = checks.unused_inputs(partial(_first_step, spec), config, np.uint32(seed), inputs)
     return Traced(carry, params, unused, metrics, records)
 
@@ -84,7 +82,7 @@ def _trace_one(spec: Spec, flat: Mapping, seed: int, inputs: Inputs):
 def _first_step(spec: Spec, config, base_seed, inputs: Inputs) -> engine.Carry:
     """A configuration's carry after one step: what every grid axis must reach."""
     bound = bind(spec, config, base_seed, inputs)
-    carry = init_one(spec, config, base_seed, inputs)
+    carry = start_one(spec, config, base_seed, inputs, bound)[0]
     return engine.advance(carry, jnp.int32(0), bound.tx, bound.loss, bound.batching,
                           bound.data_key)[0]
 
