@@ -139,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--quick", action="store_true", help="small sizes (minutes, not more)")
     rp.add_argument("--out", default="report", help="output folder (default report/)")
     rp.add_argument("--force", action="store_true", help="rerun even unchanged experiments")
+    rp.add_argument("--readme", nargs="?", const="README.md", metavar="PATH",
+                    help="run nothing: rewrite the findings table of the README (default "
+                         "./README.md) from bpjax/experiments/findings.json, the default-size "
+                         "findings that `bpjax reproduce` stores (filled anew from their "
+                         "numbers by the current templates)")
     return parser
 
 
@@ -156,6 +161,16 @@ def main(argv=None) -> int:
     if args.command == "list":
         for name in experiments.REGISTRY:
             print(f"{name:<20} {experiments.load(name).QUESTION}")
+        return 0
+    if args.readme:
+        from bpjax.experiments import findings
+
+        refilled = findings.refill()
+        if refilled:
+            print(f"{findings.FILE}: filled anew from its numbers: {', '.join(refilled)}")
+        changed = findings.rewrite_readme(args.readme)
+        print(f"{args.readme}: findings table " + ("rewritten from " if changed else
+                                                  "already current with ") + str(findings.FILE))
         return 0
     unknown = [n for n in args.names if n not in experiments.REGISTRY]
     if unknown:

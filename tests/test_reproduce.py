@@ -1,5 +1,6 @@
 """bpjax reproduce: the report page, reuse by content hash, failure isolation, a real browser."""
 
+import csv
 import json
 import re
 import shutil
@@ -11,29 +12,74 @@ from html.parser import HTMLParser
 import pytest
 
 from bpjax import cli, experiments
+from bpjax.experiments import page as page_module
 from bpjax.experiments import report as reproduce
+from bpjax.experiments.script import VERDICTS
 
 SUBSET = ["quartic", "edge_of_stability"]
 
 
 class Page(HTMLParser):
+    """The page as a reader meets it: sections in order, per section its verdict badge, its
+    first tags (to check the finding comes before the figures), and every value cell's text
+    and link by (section, data-key path)."""
+
     def __init__(self):
         super().__init__()
-        self.sections, self.images, self.cells, self._key = [], [], {}, None
+        self.sections, self.images, self.cells, self.links = [], [], {}, {}
+        self.toc, self.seeds, self.order, self.badges, self.findings = [], [], {}, {}, {}
+        self._cell = self._finding = None
+        self._skip = 0
+        self.text = []  # visible text outside tables, scripts and styles
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
+        if tag in ("script", "style"):
+            self._skip += 1
         if tag == "section":
             self.sections.append(attrs["id"])
+            self.order[attrs["id"]] = []
+        if tag == "h2" and attrs.get("id", "").startswith("seed-"):
+            self.seeds.append(attrs["id"])
+        if tag == "a" and attrs.get("href", "").startswith("#") and not self.sections:
+            self.toc.append(attrs["href"][1:])
+        if self.sections and tag in ("img", "p", "table"):
+            self.order[self.sections[-1]].append(attrs.get("class", tag))
         if tag == "img":
             self.images.append(attrs["src"])
+        if tag == "span" and "verdict" in attrs.get("class", "") and self.sections \
+                and self.sections[-1] not in self.badges:
+            self.badges[self.sections[-1]] = attrs["class"].split()[1]
+        if tag == "p" and attrs.get("class") == "finding":
+            self._finding = []
         if tag == "td" and "data-key" in attrs:
-            self._key = attrs["data-key"]
+            self._cell = (self.sections[-1], tuple(json.loads(attrs["data-key"])))
+            self.cells[self._cell] = ""
+        if tag == "a" and self._cell is not None:
+            self.links[self._cell] = attrs["href"]
+
+    def handle_endtag(self, tag):
+        if tag in ("script", "style"):
+            self._skip -= 1
+        if tag == "td":
+            self._cell = None
+        if tag == "p" and self._finding is not None:
+            self.findings[self.sections[-1]] = "".join(self._finding)
+            self._finding = None
 
     def handle_data(self, data):
-        if self._key is not None:
-            self.cells[(self.sections[-1], self._key)] = data
-            self._key = None
+        if self._cell is not None:
+            self.cells[self._cell] += data
+        elif not self._skip:
+            self.text.append(data)
+        if self._finding is not None:
+            self._finding.append(data)
+
+
+def read_page(folder):
+    page = Page()
+    page.feed((folder / "index.html").read_text())
+    return page
 
 
 @pytest.fixture(scope="module")
@@ -43,41 +89,134 @@ def report(tmp_path_factory):
     return out
 
 
+def _leaves(tree, path=()):
+    """(path, value) of every leaf of a summary.json tree: scalars, and lists of scalars
+    (arrays, nested lists) whole."""
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree)
+    for key, value in items:
+        if isinstance(value, dict) or (isinstance(value, list)
+                                       and any(isinstance(v, dict) for v in value)):
+            yield from _leaves(value, path + (key,))
+        else:
+            yield path + (key,), value
+
+
+def _flat(value):
+    if isinstance(value, list):
+        return [x for v in value for x in _flat(v)]
+    return [value]
+
+
+def _same(text: str, value) -> bool:
+    """Whether a cell's text shows ``value``: numbers to the 4 significant digits the page
+    prints (so to 5e-4 relative), whole numbers exactly; yes/no, none, strings as they are."""
+    if isinstance(value, bool):
+        return text == ("yes" if value else "no")
+    if value is None:
+        return text == "none"
+    if isinstance(value, (int, float)):
+        try:
+            shown = float(text)
+        except ValueError:
+            return False
+        return shown == value if float(value).is_integer() and abs(value) < 1e7 else \
+            shown == pytest.approx(value, rel=5e-4, abs=1e-300)
+    return text == str(value)
+
+
+def check_cells(page, folder, name, numbers):
+    """Every number of ``numbers`` is on the page, in a cell of its own path, and equal;
+    a long array as its summary, its values in the CSV file the cell links to."""
+    leaves = [(p, v) for p, v in _leaves(numbers) if p[0] not in ("verdict", "finding")]
+    assert leaves
+    for path, value in leaves:
+        text = page.cells[(name, path)].strip()
+        if isinstance(value, list) and (len(value) > 12 or any(isinstance(v, list)
+                                                               for v in value)):
+            m = re.fullmatch(r"([\d x]+) values(?:: min (\S+), max (\S+))? \(CSV\)", text)
+            assert m, (path, text)
+            flat = _flat(value)
+            assert eval(m[1].replace(" x ", "*")) == len(flat), path  # the shape's size
+            numeric = [v for v in flat if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            if numeric:
+                assert _same(m[2], min(numeric)) and _same(m[3], max(numeric)), (path, text)
+            with open(folder / page.links[(name, path)]) as f:
+                rows = list(csv.reader(f))[1:]
+            assert len(rows) == len(flat), path
+            for row, v in zip(rows, flat):
+                assert (row[-1] == "" if v is None else
+                        float(row[-1]) == v if isinstance(v, (int, float)) else
+                        row[-1] == str(v)), (path, row, v)
+        elif isinstance(value, list):
+            parts = text.split(", ") if value else []
+            assert len(parts) == len(value) and all(_same(t, v) for t, v in zip(parts, value)), \
+                (path, text, value)
+        else:
+            assert _same(text, value), (path, text, value)
+
+
 def test_page_has_every_experiment_its_images_and_its_numbers(report):
-    page = Page()
-    page.feed((report / "index.html").read_text())
+    page = read_page(report)
     assert page.sections == SUBSET
     assert page.images
     for src in page.images:
         assert (report / src).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for name in SUBSET:
         numbers = json.loads((report / name / "summary.json").read_text())
-        rows = reproduce.flatten(numbers)
-        assert rows
-        for key, value in rows:
-            assert page.cells[(name, key)] == value
-        # and the formatted values are the numbers themselves, not rounded-away ones: every
-        # numeric cell against the raw value, found by walking the JSON here, not by flatten
-        leaves = dict(_leaves(numbers))
-        numeric = [(k, v) for k, v in rows if re.fullmatch(r"-?[\d.]+(e[+-]?\d+)?", v)]
-        assert numeric
-        for key, value in numeric:
-            assert float(value) == pytest.approx(leaves[key], rel=1e-5, abs=1e-300), key
+        check_cells(page, report, name, numbers)
+        # The section opens with its verdict and finding, before any figure.
+        assert numbers["verdict"] in VERDICTS and page.badges[name] == numbers["verdict"]
+        assert page.findings[name].endswith(numbers["finding"])
+        order = page.order[name]
+        assert order.index("finding") < order.index("img")
     # and against values known without running anything: the grid's size, and 2 / lr
-    assert int(page.cells[("quartic", "cells")]) == experiments.load("quartic").SIZES["quick"][
-        "n"] ** 2
+    quick = experiments.load("quartic").SIZES["quick"]
+    assert int(page.cells[("quartic", ("cells",))]) == quick["n"] ** 2
     for lr in experiments.load("edge_of_stability").LRS:
-        cell = page.cells[("edge_of_stability", f"per_lr.{lr:g}.two_over_lr")]
-        assert float(cell) == pytest.approx(2 / lr, rel=1e-5)
+        cell = page.cells[("edge_of_stability", ("per_lr", f"{lr:g}", "two_over_lr"))]
+        assert float(cell) == pytest.approx(2 / lr, rel=5e-4)
+    # A table of contents first, grouped by seed (both of SUBSET answer seed 004).
+    assert page.toc[:3] == ["seed-004", *SUBSET] and page.seeds == ["seed-004"]
+    # No raw JSON anywhere a reader looks: not in a cell, nor in the configuration lines.
+    # (The configuration line once was json.dumps of the sizes; prose may hold brackets.)
+    configuration = [t for t in page.text if "configuration (quick)" in t]
+    assert len(configuration) == len(SUBSET)
+    assert not any(re.search(r"[{}\[\]]", t) for t in configuration), configuration
+    assert not any(t.lstrip().startswith(("{", "[")) for t in page.cells.values())
 
 
-def _leaves(tree, prefix=""):
-    """(dotted key, number) for every numeric leaf of a summary.json tree."""
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            yield from _leaves(value, f"{prefix}{key}.")
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            yield f"{prefix}{key}", value
+def test_every_kind_of_number_has_a_readable_cell(tmp_path):
+    """Nested dicts, records, sibling columns, long and 2-D arrays, lists of records, None,
+    bools, strings and non-finite values: each on the page, long arrays as CSV."""
+    numbers = {
+        "steps": 6000, "lr": 0.1, "ok": True, "nothing": None, "kind": "softmax+MSE",
+        "short": [0.25, 1.5, -3.0], "long": [i / 7 for i in range(30)],
+        "matrix": [[0.1 * i + j for j in range(11)] for i in range(7)],
+        "per_lr": {"0.08": {"two_over_lr": 25.0, "curve": list(range(20))},
+                   "0.16": {"two_over_lr": 12.5, "curve": list(range(20))}},
+        "success": {"sigmoid/he": 0.5, "tanh/he": 1.0},
+        "median_steps": {"sigmoid/he": None, "tanh/he": 40.0},
+        "rows": [{"h": 1, "levels": [0.5, 0.25], "sub": {"flops": 1e9, "s": None}},
+                 {"h": 2, "levels": [], "sub": {"flops": 2.5e9, "s": 0.01}},
+                 {"h": 3, "levels": [1e-17]}],  # a record without one of the others' keys
+        "many": [{"i": i, "v": i / 3} for i in range(12)],  # a row per record, not a column
+        "deep": {"steps": 3, "oracle": {"all": {"n": 1, "f": 0.5}, "neg": {"n": 2, "f": 0.75}},
+                 "cases": {"a": {"says": "converges", "x1": {"lr": 0.01, "verdict": "agrees"}}}},
+        "infinite": "inf", "verdict": "partly", "finding": "a test finding",
+    }
+    folder = tmp_path / "demo"
+    folder.mkdir()
+    page_module.write_tables(folder, numbers)
+    entry = {"question": "Q?", "seed": "000", "quick": True, "sizes": {"n": 4, "lrs": [1, 2]},
+             "status": "ran", "seconds": 1.0, "numbers": numbers, "figures": [], "files": []}
+    host = dict(backend="cpu", devices=["cpu"], jax="0", optax="0", bpjax="0", python="3",
+                platform="x")
+    (tmp_path / "index.html").write_text(page_module.render({"demo": entry}, host))
+    page = read_page(tmp_path)
+    check_cells(page, tmp_path, "demo", numbers)
+    assert page.badges["demo"] == "partly" and page.findings["demo"].endswith("a test finding")
+    assert "n = 4; lrs = 1, 2" in "".join(page.text)
+    assert sum(1 for k in page.links if k[0] == "demo") == 4  # long, matrix, two curves
 
 
 def test_unchanged_experiments_are_reused_and_force_reruns(report, capsys):

@@ -2,8 +2,11 @@
 
 An experiment is a module in this package that declares ``SEED`` (the seed
 document it answers, ``"000"`` to ``"004"``), ``QUESTION`` (one sentence),
-``SIZES`` (``"default"`` and ``"quick"``) and ``run(out, quick) -> numbers``, and
-runs alone as ``python -m bpjax.experiments.NAME [--quick]``. Adding one touches
+``SIZES`` (``"default"`` and ``"quick"``), ``run(out, quick) -> numbers`` and
+``finding(numbers) -> script.stated(verdict, text)``: its verdict against the
+seed's claim and its finding, filled from the numbers, which ``run`` puts into
+them as ``numbers["verdict"]`` and ``numbers["finding"]``. It runs alone as
+``python -m bpjax.experiments.NAME [--quick]``. Adding one touches
 its own file and its test: ``REGISTRY`` lists every module here but the
 helpers, grouped by seed. ``bpjax reproduce`` runs them into one report page
 (``bpjax.experiments.report``).
@@ -13,7 +16,15 @@ import ast
 import importlib
 from pathlib import Path
 
-HELPERS = ("report", "script")  # modules here that are not experiments
+HELPERS = ("findings", "page", "report", "script")  # modules here that are not experiments
+# The seed documents (../shared/seeds/NNN_*.txt), by the titles the report page gives them.
+SEEDS = {
+    "000": "A backprop 'paradox': a weight that first moves the wrong way (Q&A)",
+    "001": "Sontag, Some remarks on the backpropagation algorithm for neural net learning",
+    "002": "Is gradient descent broken because it steps along a tangent? (Q&A)",
+    "003": "Backpropagation algorithm: textbook notes (after Russell & Norvig, ch. 18.7)",
+    "004": "Why does a ReLU net fail to converge from U[-1, 1] weights? (Q&A)",
+}
 
 
 def _declared(path: Path) -> dict:
@@ -41,6 +52,13 @@ def _discover() -> list[str]:
 
 
 REGISTRY = _discover()
+
+
+def declared(name: str) -> dict:
+    """The constants experiment ``name`` declares (SEED, QUESTION, ...), without importing it."""
+    if name not in REGISTRY:
+        raise ValueError(f"unknown experiment {name!r}; registered: {', '.join(REGISTRY)}")
+    return _declared(Path(__file__).parent / f"{name}.py")
 
 
 def load(name: str):

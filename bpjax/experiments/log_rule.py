@@ -97,18 +97,31 @@ def run(out: str, quick: bool = False) -> dict:
         "uncorrected_log_law_final_x": 0.25 * np.log(big_t + np.exp(4 * x0)),
         "leading_correction_minus_3_over_2_sqrt_T": -1.5 / np.sqrt(big_t[:, 0]),
     }
-    numbers["finding"] = finding(numbers)
+    numbers.update(finding(numbers))
     _figure(t, x, os.path.join(out, "log_rule.png"))
     return script.save_summary(out, numbers)
 
 
-def finding(numbers: dict) -> str:
+def finding(numbers: dict) -> dict:
+    """Reproduced when every run's t dx/dt follows the exact ODE solution, whose limit is
+    1/4, to 0.1% (and is within 10% of 1/4 already); partly within 1%. The approach is
+    slow, so the distance to 1/4 itself does not decide: after 10^5 steps t dx/dt is 1.4%
+    above it at lr 0.01, and from x0 = 2 still 6% below."""
     slope = np.asarray(numbers["t_dx_dt_over_second_half"])
-    return (f"Reproduced: t [x(t+1) - x(t)] -> 1/4 (measured {slope.min():.4f} to "
-            f"{slope.max():.4f} over the second half of {numbers['steps']:,} steps); the "
-            f"approach is (1/4)(1 + 3/sqrt(64 lr t)), not 1 + O(1/(lr t)): the final x matches "
-            f"the ODE solution of exp(4x) + 6 exp(2x) + 12x - 2 exp(-2x) = 64 lr t + const "
-            f"to {numbers['max_abs_error_final_x_vs_ode']:.1e}.")
+    ode = np.asarray(numbers["ode_t_dx_dt_over_second_half"])
+    err = numbers["max_relative_error_vs_limit"]
+    off_ode = float(np.max(np.abs(slope / ode - 1)))
+    verdict = ("reproduced" if off_ode < 1e-3 and err < 0.1 else "partly" if off_ode < 1e-2
+               else "refuted")
+    return script.stated(verdict, (
+        f"x grows like (1/4) log t and t [x(t+1) - x(t)] -> {numbers['derived_limit']:g}: "
+        f"measured {slope.min():.4f} to {slope.max():.4f} over the second half of "
+        f"{numbers['steps']:,} steps ({slope.size} runs, lr {min(numbers['lr']):g} to "
+        f"{max(numbers['lr']):g}, float64), within {100 * err:.2g}% of 1/4 and within "
+        f"{100 * off_ode:.1g}% of the same secant of the ODE solution. Exactly, "
+        "e^(4x) + 6e^(2x) + 12x - 2e^(-2x) = 64 lr t + const, so the approach is "
+        "(1/4)(1 + 3/sqrt(64 lr t)), from above, not 1 + O(1/(lr t)); the final x matches that "
+        f"ODE solution to {numbers['max_abs_error_final_x_vs_ode']:.1e}."))
 
 
 def _figure(t, x, path):

@@ -230,7 +230,7 @@ def run(out: str, quick: bool = False) -> dict:
         rows = [census(data, h, size["starts"], size["steps"], size["polish"])
                 for h in range(1, size["widths"] + 1)]
         numbers[name] = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
-    numbers = {"finding": _finding(numbers), **numbers}
+    numbers = {**finding(numbers), **numbers}
     _figure(numbers, os.path.join(out, "census.png"))
     return script.save_summary(out, numbers)
 
@@ -244,8 +244,11 @@ def non_global_minima(row) -> list[tuple[float, float]]:
             if lv > best + LEVEL_TOL]
 
 
-def _finding(numbers) -> str:
-    """The finding, filled from the measured census."""
+def finding(numbers) -> dict:
+    """The verdict and finding, filled from the measured census. Sontag shows a nontrivial
+    local-minima structure (minima at infinity among them) and asks how many minima larger
+    nets have: reproduced if finite minima above the lowest loss appear at more than one
+    width, partly if only at one (or only at infinity), refuted if neither."""
     pct = lambda f: f"{100 * f:.0f}%" if f >= 0.005 else f"{100 * f:.1g}%"  # noqa: E731
     parts = []
     for name, label in (("xor", "XOR"), ("random_labels", "random labels")):
@@ -265,8 +268,15 @@ def _finding(numbers) -> str:
         if escaped:
             text += f"; every start ends at infinity at h = {', '.join(escaped)}"
         parts.append(text)
-    return ("Partly reproduced: Sontag's minima at infinity, not finite local minima, stop "
-            "gradient descent short in these nets. " + ". ".join(parts) + ".")
+    widths = {r["h"] for name in ("xor", "random_labels") for r in numbers[name]
+              if non_global_minima(r)}
+    at_infinity = any(r["fraction_at_infinity"] > 0 for name in ("xor", "random_labels")
+                      for r in numbers[name])
+    verdict = ("reproduced" if len(widths) > 1 else "partly" if widths or at_infinity
+               else "refuted")
+    return script.stated(verdict, (
+        "Sontag's minima at infinity, not finite local minima, stop gradient descent short in "
+        "these nets. " + ". ".join(parts) + "."))
 
 
 def _figure(numbers, path):

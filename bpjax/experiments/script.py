@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from bpjax.io import write_json
 
@@ -24,6 +25,37 @@ def to_json(value):
     if isinstance(value, float) and not np.isfinite(value):
         return str(value)
     return value
+
+
+VERDICTS = {"reproduced": "Reproduced", "refuted": "Refuted", "partly": "Partly reproduced",
+            "open": "Open"}  # verdict -> how the page and the README write it
+
+
+def subplots(nrows: int = 1, ncols: int = 1, *, figsize=None, constrained_layout=False,
+             **kwargs):
+    """``(fig, axes)`` like ``pyplot.subplots``, on a bare ``Figure``: no pyplot state and
+    no backend chosen at import, so that importing an experiment changes nothing in a
+    user's session (a notebook keeps its backend); ``fig.savefig`` writes the file.
+
+    >>> fig, (a, b) = subplots(1, 2, figsize=(4, 2))
+    >>> type(fig).__name__, a.get_figure() is fig
+    ('Figure', True)
+    """
+    fig = Figure(figsize=figsize, layout="constrained" if constrained_layout else None)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
+
+
+def stated(verdict: str, finding: str) -> dict:
+    """An experiment's answer, as its ``finding(numbers)`` returns it and ``summary.json``
+    stores it: the verdict against the seed's claim (a key of ``VERDICTS``) and the finding,
+    a few sentences filled from the measured numbers.
+
+    >>> stated("refuted", "0.31 > 0.25 for sigmoid + He")
+    {'verdict': 'refuted', 'finding': '0.31 > 0.25 for sigmoid + He'}
+    """
+    if verdict not in VERDICTS:
+        raise ValueError(f"verdict {verdict!r} is not one of {', '.join(VERDICTS)}")
+    return {"verdict": verdict, "finding": finding}
 
 
 def save_summary(out: str, numbers: dict) -> dict:
