@@ -1,6 +1,7 @@
 """Static axes: each static slice of one sweep equals that combination's own sweep."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -88,3 +89,28 @@ def test_a_static_sweep_saves_loads_and_reloads_from_its_folder(res, tmp_path, c
     assert capsys.readouterr().err.count("holds this finished sweep") == 4
     np.testing.assert_array_equal(second.loss, first.loss)
     np.testing.assert_array_equal(bpjax.load(tmp_path / "o" / "result.npz").loss, first.loss)
+
+
+def test_initial_params_take_static_axes_in_the_grids_order():
+    from bpjax.sweep import config_keys, initial_params
+
+    def init(config, key):
+        factor = {"tanh": 1.0, "relu": 2.0}[config["act"]]  # a Python value, as in a sweep
+        return {"w": jax.random.normal(key, (3,)) * config["lr"] * factor}
+
+    grid = bpjax.Grid(lr=[0.1, 1.0], act=["tanh", "relu"], seed=[0, 1])
+    p = initial_params(init, grid, seed=5)
+    assert p["w"].shape == (2, 2, 2, 3)
+    for i, lr in enumerate([0.1, 1.0]):
+        for j, factor in enumerate([1.0, 2.0]):
+            for s in range(2):
+                key = config_keys({"seed": np.int32(s)}, np.uint32(5))[0]
+                np.testing.assert_allclose(p["w"][i, j, s],
+                                           np.asarray(jax.random.normal(key, (3,))) * lr * factor,
+                                           rtol=1e-6)
+    res = bpjax.sweep(lambda q: jnp.sum(q["w"] ** 2), init, "sgd", grid, 2, seed=5,
+                      progress=False)
+    np.testing.assert_array_equal(res.params["w"][..., 0, :], p["w"])  # the sweep's step 0
+    with pytest.raises(ValueError, match="different shapes for the static combinations"):
+        initial_params(lambda c, k: {"w": jnp.zeros(c["n"])},
+                       bpjax.Grid(n=bpjax.static([1, 2]), seed=[0]))

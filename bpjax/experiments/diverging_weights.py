@@ -41,18 +41,14 @@ do.
 
 import os
 
-import matplotlib
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy.optimize import linprog
 
-matplotlib.use("Agg")
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from scipy.optimize import linprog  # noqa: E402
-
-import bpjax  # noqa: E402
-from bpjax import critical, losses, nets, problems  # noqa: E402
-from bpjax.experiments import script  # noqa: E402
+import bpjax
+from bpjax import critical, losses, nets, problems
+from bpjax.experiments import script
 
 SEED = "001"  # the seed document it answers (../shared/seeds/)
 QUESTION = ("Do backprop's weights on XOR grow like log t (Sontag's figure 5), does every "
@@ -246,7 +242,7 @@ def finding(numbers: dict) -> dict:
 
 
 def _figure(t, weights, slopes, ends, names, norm, family, has_v, solved, path):
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8), constrained_layout=True)
+    fig, axes = script.subplots(1, 3, figsize=(16, 4.8), constrained_layout=True)
     seed = int(np.argmax(solved)) if solved.any() else 0
     for w in range(weights.shape[1]):
         axes[0].plot(t[1:], weights[seed, w, 1:], label=_label(names, w))
@@ -269,7 +265,6 @@ def _figure(t, weights, slopes, ends, names, norm, family, has_v, solved, path):
     # below the axes: inside, every corner holds some family's curves
     axes[2].legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=8)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _label(names, w):

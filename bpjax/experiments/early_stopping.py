@@ -31,18 +31,15 @@ confidence, not in the decisions.
 
 import os
 
+import jax
 import matplotlib
+import matplotlib.ticker
+import numpy as np
 
-matplotlib.use("Agg")
-import jax  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-import numpy as np  # noqa: E402
-
-import bpjax  # noqa: E402
-from bpjax import losses, nets  # noqa: E402
-from bpjax.experiments import script  # noqa: E402
-from bpjax.problems import digits  # noqa: E402
+import bpjax
+from bpjax import losses, nets
+from bpjax.experiments import script
+from bpjax.problems import digits
 
 SEED = "003"  # the seed document it answers (../shared/seeds/)
 QUESTION = ("Does validation-based early stopping, run inside the sweep, return weights that "
@@ -129,8 +126,8 @@ def finding(numbers) -> dict:
 
 
 def _figure(res, size, numbers, path):
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5), constrained_layout=True)
-    colors = plt.cm.viridis(np.linspace(0, 0.9, len(size["lrs"])))
+    fig, axes = script.subplots(1, 2, figsize=(13, 5), constrained_layout=True)
+    colors = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, len(size["lrs"])))
     for i, (lr, color) in enumerate(zip(size["lrs"], colors)):
         axes[0].plot(res.steps, np.median(res.loss[i], 0), "--", color=color)
         axes[0].plot(res.steps, np.median(res.val_loss[i], 0), "-", color=color,
@@ -160,7 +157,6 @@ def _figure(res, size, numbers, path):
                 title="Accuracy: early-stopped params against final params")
     axes[1].legend(fontsize=7, ncol=2, loc="upper center")
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

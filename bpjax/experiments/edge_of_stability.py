@@ -22,16 +22,13 @@ evaluated inside the sweep at every recorded step (``metrics=``).
 
 import os
 
+import jax
 import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import jax  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-import bpjax  # noqa: E402
-from bpjax import losses, nets, problems  # noqa: E402
-from bpjax.experiments import script  # noqa: E402
+import bpjax
+from bpjax import losses, nets, problems
+from bpjax.experiments import script
 
 SEED = "004"  # the seed document it answers (../shared/seeds/)
 QUESTION = ("Does gradient descent raise the sharpness to 2/lr, the stability threshold of a "
@@ -98,8 +95,8 @@ def finding(numbers: dict) -> dict:
 
 
 def _figure(steps, sharp, every, path, numbers):
-    fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4.8), constrained_layout=True)
-    colors = plt.cm.viridis(np.linspace(0, 0.9, len(LRS)))
+    fig, (a, b) = script.subplots(1, 2, figsize=(13, 4.8), constrained_layout=True)
+    colors = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, len(LRS)))
     for i, lr in enumerate(LRS):
         a.plot(steps, sharp[i], color=colors[i], label=f"lr {lr:g}")
         a.axhline(2 / lr, color=colors[i], ls="--", lw=1)
@@ -112,7 +109,6 @@ def _figure(steps, sharp, every, path, numbers):
     b.legend()
     fig.suptitle(f"Full-batch GD, tanh 64-32-32-10 on {numbers['examples']} digits")
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

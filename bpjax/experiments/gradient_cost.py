@@ -28,17 +28,13 @@ within a few percent. The exact slopes and ratios are in summary.json.
 import os
 import time
 
-import matplotlib
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
 
-matplotlib.use("Agg")
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from jax.flatten_util import ravel_pytree  # noqa: E402
-
-from bpjax import backprop, losses, nets  # noqa: E402
-from bpjax.experiments import script  # noqa: E402
+from bpjax import backprop, losses, nets
+from bpjax.experiments import script
 
 SEED = "003"  # the seed document it answers (../shared/seeds/)
 QUESTION = ("Does a gradient by backpropagation cost O(w), against O(w^2) for finite "
@@ -149,7 +145,7 @@ def _slope(x, y):
 
 
 def _figure(rows, numbers, path):
-    fig, axes = plt.subplots(1, 3, figsize=(16, 5), constrained_layout=True)
+    fig, axes = script.subplots(1, 3, figsize=(16, 5), constrained_layout=True)
     for name, marker in zip(METHODS, "os^vD"):
         pts = [(r["w"], r[name]) for r in rows if name in r]
         w = [p[0] for p in pts]
@@ -176,7 +172,6 @@ def _figure(rows, numbers, path):
         ax.legend(fontsize=8, loc="upper left")
         ax.grid(True, which="major", alpha=0.3)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

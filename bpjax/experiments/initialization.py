@@ -30,18 +30,14 @@ larger weights also mean larger gradients.
 
 import os
 
-import matplotlib
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-matplotlib.use("Agg")
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-import bpjax  # noqa: E402
-from bpjax import losses, nets  # noqa: E402
-from bpjax.experiments import script  # noqa: E402
-from bpjax.problems import digits  # noqa: E402
+import bpjax
+from bpjax import losses, nets
+from bpjax.experiments import script
+from bpjax.problems import digits
 
 SEED = "003"  # the seed document it answers (../shared/seeds/)
 QUESTION = ("Do zero, tiny, large and Xavier/He initializations train, and does a symmetric "
@@ -151,7 +147,7 @@ def finding(numbers: dict) -> dict:
 
 
 def _figure(curves, numbers, path):
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5), constrained_layout=True, sharey=True)
+    fig, axes = script.subplots(1, 2, figsize=(13, 5), constrained_layout=True, sharey=True)
     for ax, act in zip(axes, ("sigmoid", "tanh")):
         for name in INITS:
             s, lr = numbers["success"][f"{act}/{name}"], numbers["best_lr"][f"{act}/{name}"]
@@ -164,7 +160,6 @@ def _figure(curves, numbers, path):
                      f"{TARGET})")
         ax.legend(fontsize=8)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

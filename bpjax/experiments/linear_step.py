@@ -40,18 +40,15 @@ they are about as fast in wall time.
 import os
 import time
 
+import jax
+import jax.numpy as jnp
 import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-import bpjax  # noqa: E402
-from bpjax import diagnostics, losses, nets, second_order, trajectories  # noqa: E402
-from bpjax.experiments import script  # noqa: E402
-from bpjax.problems import SEED000_TARGET, seed000_loss, seed000_net  # noqa: E402
+import bpjax
+from bpjax import diagnostics, losses, nets, second_order, trajectories
+from bpjax.experiments import script
+from bpjax.problems import SEED000_TARGET, seed000_loss, seed000_net
 
 SEED = "002"  # the seed document it answers (../shared/seeds/)
 QUESTION = ("How wrong is gradient descent's linear (tangent) step as steps grow and nets "
@@ -229,8 +226,8 @@ def finding(numbers: dict) -> dict:
 
 
 def _figure(curves, tangent, single, path):
-    fig, axes = plt.subplots(1, 3, figsize=(18, 5.2), constrained_layout=True)
-    colors = plt.cm.viridis(np.linspace(0, 0.9, len(curves)))
+    fig, axes = script.subplots(1, 3, figsize=(18, 5.2), constrained_layout=True)
+    colors = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, len(curves)))
     for (name, (etas, rel)), color in zip(curves.items(), colors):
         axes[0].plot(etas, rel, color=color, label=f"{name}: exponent "
                      f"{tangent[name]['first_order_exponent']:.2f}")
@@ -265,7 +262,6 @@ def _figure(curves, tangent, single, path):
                       "(label: share of starts that reach it)")
     axes[2].legend(fontsize=8)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

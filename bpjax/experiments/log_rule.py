@@ -32,17 +32,14 @@ term (-3 / (2 sqrt T) = -1.9e-3 at lr 0.01).
 
 import os
 
+import jax
+import jax.numpy as jnp
 import matplotlib
+import matplotlib.ticker
+import numpy as np
 
-matplotlib.use("Agg")
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-import numpy as np  # noqa: E402
-
-import bpjax  # noqa: E402
-from bpjax.experiments import script  # noqa: E402
+import bpjax
+from bpjax.experiments import script
 
 SEED = "001"  # the seed document it answers (../shared/seeds/)
 QUESTION = ("Does a single tanh neuron's weight diverge at a log rate, and what does "
@@ -125,8 +122,8 @@ def finding(numbers: dict) -> dict:
 
 
 def _figure(t, x, path):
-    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
-    colors = plt.cm.viridis(np.linspace(0, 0.9, len(LRS)))
+    fig, (a, b) = script.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
+    colors = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, len(LRS)))
     for i, lr in enumerate(LRS):
         a.plot(t[1:], x[i, 1, 1:], color=colors[i], label=f"lr {lr:g}, x0 = 0")
         a.plot(t[1:], ode_x(lr, t[1:], 0.0), ":", color="k", lw=1)
@@ -150,7 +147,6 @@ def _figure(t, x, path):
     b.legend(fontsize=8)
     fig.suptitle("Gradient descent on (tanh(x) - 1)^2 from x0 = 0: divergence at a log rate")
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

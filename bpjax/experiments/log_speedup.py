@@ -26,19 +26,16 @@ where the net is still far from it.
 
 import os
 
+import jax
+import jax.numpy as jnp
 import matplotlib
+import numpy as np
+import optax
 
-matplotlib.use("Agg")
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
-
-import bpjax  # noqa: E402
-from bpjax import losses, nets, problems, trajectories  # noqa: E402
-from bpjax.experiments import script  # noqa: E402
-from bpjax.extrapolate import log_extrapolate  # noqa: E402
+import bpjax
+from bpjax import losses, nets, problems, trajectories
+from bpjax.experiments import script
+from bpjax.extrapolate import log_extrapolate
 
 SEED = "001"  # the seed document it answers (../shared/seeds/)
 QUESTION = ("Does extrapolating weights in log-growth mode, as Sontag suggests, reach a target "
@@ -145,9 +142,9 @@ def _distinct_starts(starts, seeds: int) -> int:
 
 
 def _figure(curves, path):
-    fig, axes = plt.subplots(1, len(curves), figsize=(13, 4.8), constrained_layout=True)
+    fig, axes = script.subplots(1, len(curves), figsize=(13, 4.8), constrained_layout=True)
     for ax, (name, (steps, loss, lrs)) in zip(axes, curves.items()):
-        colors = plt.cm.viridis(np.linspace(0, 0.9, len(lrs)))
+        colors = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, len(lrs)))
         for o, (opt, style) in enumerate(zip(OPTIMIZERS, ("-", "--"))):
             for i, lr in enumerate(lrs):
                 ax.plot(steps[1:], np.median(loss[o, i], axis=0)[1:], style, color=colors[i],
@@ -158,7 +155,6 @@ def _figure(curves, path):
         ax.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.13))
     fig.suptitle("Plain GD (solid) against GD with log-rule extrapolation (dashed)")
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -59,17 +59,13 @@ minima, are what stops gradient descent short in these nets.
 
 import os
 
-import matplotlib
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-matplotlib.use("Agg")
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-import bpjax  # noqa: E402
-from bpjax import critical, losses, nets  # noqa: E402
-from bpjax.experiments import script  # noqa: E402
+import bpjax
+from bpjax import critical, losses, nets
+from bpjax.experiments import script
 
 SEED = "001"  # the seed document it answers (../shared/seeds/)
 QUESTION = ("How many distinct local minima, finite or at infinity, do small 2-h-1 tanh nets "
@@ -280,7 +276,7 @@ def finding(numbers) -> dict:
 
 
 def _figure(numbers, path):
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8.5), constrained_layout=True)
+    fig, axes = script.subplots(2, 2, figsize=(12, 8.5), constrained_layout=True)
     for col, name in enumerate(["xor", "random_labels"]):
         rows = numbers[name]
         hs = [r["h"] for r in rows]
@@ -324,7 +320,6 @@ def _figure(numbers, path):
     fig.suptitle("Census of local minima of 2-h-1 tanh nets (GD in float32, then float64 "
                  "saddle-free Newton polish)")
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

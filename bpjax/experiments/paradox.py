@@ -35,17 +35,14 @@ saves 10 to 30 times more in the median.
 
 import os
 
+import jax.numpy as jnp
 import matplotlib
+import numpy as np
+import optax
 
-matplotlib.use("Agg")
-import jax.numpy as jnp  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
-
-import bpjax  # noqa: E402
-from bpjax import problems, trajectories  # noqa: E402
-from bpjax.experiments import script  # noqa: E402
+import bpjax
+from bpjax import problems, trajectories
+from bpjax.experiments import script
 
 SEED = "000"  # the seed document it answers (../shared/seeds/)
 QUESTION = ("In the 1-1-1 sigmoid net, which starts make a weight move the 'wrong' way before "
@@ -234,7 +231,7 @@ def _write_steps_csv(path, w, steps_to, oracle, size):
 
 
 def _oracle_figure(w, oracle, budget, path):
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5), constrained_layout=True)
+    fig, axes = script.subplots(1, 2, figsize=(12, 5), constrained_layout=True)
     w2 = np.broadcast_to(w[None, :], oracle.shape[1:])
     # not reached: drawn past the budget; already below at the start: drawn at 10
     gd = np.where(oracle[0] >= 0, np.maximum(oracle[0], 10), 1.15 * budget)
@@ -254,11 +251,10 @@ def _oracle_figure(w, oracle, budget, path):
     fig.suptitle("Does anticipating w2's sign help? Points below the diagonal: the oracle is "
                  "faster")
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _seed_figure(runs, path):
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7), constrained_layout=True)
+    fig, axes = script.subplots(2, 2, figsize=(11, 7), constrained_layout=True)
     for row, (w2, r) in enumerate(runs.items()):
         axes[row, 0].plot(r.steps, r.params["w1"], label="w1")
         axes[row, 0].plot(r.steps, r.params["w2"], label="w2")
@@ -271,11 +267,10 @@ def _seed_figure(runs, path):
                          title=f"start (0.1, {w2:g}): loss falls monotonically")
     fig.suptitle("Seed 000: y = s(w2 s(w1 x)), x = 0.9, target 0.9, SGD lr 0.1")
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _grid_figure(res, w, info, steps_to, path, size):
-    fig, axes = plt.subplots(2, len(OPTIMIZERS), figsize=(5 * len(OPTIMIZERS), 9),
+    fig, axes = script.subplots(2, len(OPTIMIZERS), figsize=(5 * len(OPTIMIZERS), 9),
                              constrained_layout=True)
     ww1, ww2 = np.meshgrid(w, w, indexing="ij")
     surface = np.asarray(problems.seed000_loss({"w1": ww1, "w2": ww2}))
@@ -304,7 +299,6 @@ def _grid_figure(res, w, info, steps_to, path, size):
     fig.suptitle("Every start of the seed-000 net: trajectories on the loss surface (top), "
                  "speed (bottom), lr 0.1")
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

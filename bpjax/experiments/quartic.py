@@ -14,17 +14,13 @@ diverged (non-finite), oscillating (not diverged, still overshooting: 4 lr x_T^2
 
 import os
 
-import matplotlib
+import numpy as np
+from matplotlib.colors import ListedColormap
+from matplotlib.patches import Patch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-
-import bpjax  # noqa: E402
-from bpjax import problems  # noqa: E402
-from bpjax.experiments import script  # noqa: E402
+import bpjax
+from bpjax import problems
+from bpjax.experiments import script
 
 SEED = "004"  # the seed document it answers (../shared/seeds/)
 QUESTION = ("For gradient descent on x^4, which learning rates and starts converge, and is the "
@@ -101,7 +97,7 @@ def finding(numbers: dict) -> dict:
 
 def _figure(res, cls, path, numbers):
     lr, x0 = res.coords["lr"], res.coords["x0"]
-    fig, ax = plt.subplots(figsize=(7.5, 6), constrained_layout=True)
+    fig, ax = script.subplots(figsize=(7.5, 6), constrained_layout=True)
     cmap = ListedColormap(["#4c9a5f", "#e3b23c", "#b03a2e"])
     ax.pcolormesh(x0, lr, cls, cmap=cmap, vmin=-0.5, vmax=2.5, shading="nearest")
     xs = np.geomspace(x0[0], x0[-1], 200)
@@ -116,7 +112,6 @@ def _figure(res, cls, path, numbers):
     ax.legend(handles=handles + ax.get_legend_handles_labels()[0], loc="lower left",
               framealpha=0.9)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -42,17 +42,15 @@ there, so the same init trains with cross-entropy.
 
 import os
 
+import jax
+import jax.numpy as jnp
 import matplotlib
+import matplotlib.lines
+import numpy as np
 
-matplotlib.use("Agg")
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-import bpjax  # noqa: E402
-from bpjax import diagnostics, initializers, losses, nets, problems  # noqa: E402
-from bpjax.experiments import script  # noqa: E402
+import bpjax
+from bpjax import diagnostics, initializers, losses, nets, problems
+from bpjax.experiments import script
 
 SEED = "004"  # the seed document it answers (../shared/seeds/)
 QUESTION = ("Does a softmax+MSE ReLU net fail from U[-1,1] at lr 0.01 and 0.001 but train from "
@@ -246,7 +244,7 @@ def _diagnostics(loss, start, final, x, y, shape):
 
 def _map_figure(results, grid, path, size):
     lrs, names = grid.axes["lr"], list(INITS)
-    fig, axes = plt.subplots(2, len(results), figsize=(13, 9), constrained_layout=True)
+    fig, axes = script.subplots(2, len(results), figsize=(13, 9), constrained_layout=True)
     what = (f"reaching {100 * THRESHOLD:.0f}% train acc.",
             f"barely moving (loss fell < {100 * STALL:.0f}%)")
     panels = [(row, label, frac, what[row]) for label, (_, conv, stall, _) in results.items()
@@ -267,20 +265,19 @@ def _map_figure(results, grid, path, size):
                             mec="white" if ok else "red", mew=2.5 if ms == 12 else 1.5)
 
         fig.colorbar(mesh, ax=ax, label="fraction of seeds")
-    marks = [plt.Line2D([], [], ls="none", marker="o", mfc="none", mec="k", ms=10),
-             plt.Line2D([], [], ls="none", marker="X", mfc="none", mec="red", ms=10),
-             plt.Line2D([], [], ls="none", marker="o", mfc="none", mec="k", ms=5)]
+    marks = [matplotlib.lines.Line2D([], [], ls="none", marker="o", mfc="none", mec="k", ms=10),
+             matplotlib.lines.Line2D([], [], ls="none", marker="X", mfc="none", mec="red", ms=10),
+             matplotlib.lines.Line2D([], [], ls="none", marker="o", mfc="none", mec="k", ms=5)]
     fig.legend(marks, ["seed: converges", "seed: never converges",
                        "small: at the seed's lr x 32 (read as a per-sample lr)"],
                loc="outside lower center", ncol=3, fontsize=9)  # below the maps, on no data
     fig.suptitle(f"ReLU 64-32-32-10 on 8x8 digits, {size['steps']} SGD steps")
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _why_figure(results, grid, path):
     names = list(INITS)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), constrained_layout=True)
+    fig, axes = script.subplots(1, 3, figsize=(15, 4.5), constrained_layout=True)
     diag = results["softmax+MSE"][-1]
     pos = np.arange(len(names))
     axes[0].bar(pos, diag["saturation_init"].mean(axis=(1, 2)), color="#b03a2e")
@@ -303,7 +300,6 @@ def _why_figure(results, grid, path):
     axes[2].legend(fontsize=8)
     fig.suptitle("Why runs stall: saturated softmax at init, dead units at large learning rates")
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

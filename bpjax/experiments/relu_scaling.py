@@ -42,17 +42,14 @@ curvature where they go, not where they start.
 
 import os
 
+import jax
+import jax.numpy as jnp
 import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-import bpjax  # noqa: E402
-from bpjax import diagnostics, initializers, losses, nets  # noqa: E402
-from bpjax.experiments import script  # noqa: E402
+import bpjax
+from bpjax import diagnostics, initializers, losses, nets
+from bpjax.experiments import script
 
 SEED = "004"  # the seed document it answers (../shared/seeds/)
 QUESTION = ("Does scaling a d-layer bias-free ReLU net's weights by c scale its output by c^d, "
@@ -235,8 +232,8 @@ def finding(numbers) -> dict:
 
 
 def _figure(scales, curves, path, numbers):
-    fig, ax = plt.subplots(figsize=(8, 6), constrained_layout=True)
-    colors = plt.cm.plasma(np.linspace(0, 0.9, len(curves)))
+    fig, ax = script.subplots(figsize=(8, 6), constrained_layout=True)
+    colors = matplotlib.colormaps["plasma"](np.linspace(0, 0.9, len(curves)))
     for (depth, (lr_max, control, pred)), color in zip(curves.items(), colors):
         row = numbers["per_depth"][str(depth)]
         ax.plot(scales, lr_max, "o-", color=color, label=f"d={depth}: slope "
@@ -251,7 +248,6 @@ def _figure(scales, curves, path, numbers):
                  "solid: targets y; dashed: targets 0; dotted: 2 / sharpness at init")
     ax.legend(fontsize=7, loc="lower left")
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -16,17 +16,13 @@ compared with the root-found maximum.
 
 import os
 
-import matplotlib
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-matplotlib.use("Agg")
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-import bpjax  # noqa: E402
-from bpjax.experiments import script  # noqa: E402
-from bpjax.problems import sontag_loss  # noqa: E402
+import bpjax
+from bpjax.experiments import script
+from bpjax.problems import sontag_loss
 
 SEED = "001"  # the seed document it answers (../shared/seeds/)
 QUESTION = ("Where are the local minima of a single tanh neuron on Sontag's two-point problem, "
@@ -125,7 +121,7 @@ def finding(numbers: dict) -> dict:
 
 def _figures(a, x0, x_min, x_max, to_min, out):
     xs = np.linspace(-3, 4, 800)
-    fig, axes = plt.subplots(2, 2, figsize=(11, 9), constrained_layout=True)
+    fig, axes = script.subplots(2, 2, figsize=(11, 9), constrained_layout=True)
     for col, av in enumerate((2.0, -5.0)):
         e = np.asarray(sontag_loss(jnp.asarray(xs), av))
         axes[0, col].plot(xs, e)
@@ -143,9 +139,8 @@ def _figures(a, x0, x_min, x_max, to_min, out):
         axes[1, col].legend(loc="lower right" if av > 0 else "lower left")
     fig.suptitle("Sontag's figures 1-4, theta = tanh")
     fig.savefig(os.path.join(out, "figures_1_to_4.png"), dpi=110)
-    plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(8, 5.5), constrained_layout=True)
+    fig, ax = script.subplots(figsize=(8, 5.5), constrained_layout=True)
     mesh = ax.pcolormesh(x0, a, to_min.astype(float), cmap="coolwarm_r", vmin=0, vmax=1,
                          shading="nearest")
     ax.plot(x_max, a, "k-", lw=2, label="local maximum (bisection on E')")
@@ -157,7 +152,6 @@ def _figures(a, x0, x_min, x_max, to_min, out):
     cbar = fig.colorbar(mesh, ax=ax, ticks=[0, 1])
     cbar.set_ticklabels(["to +infinity", "finite min"])
     fig.savefig(os.path.join(out, "basins.png"), dpi=110)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

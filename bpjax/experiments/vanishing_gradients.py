@@ -41,18 +41,14 @@ with He trains 1 of 4 seeds there. Sigmoid nets reach the target at no depth in
 
 import os
 
-import matplotlib
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-matplotlib.use("Agg")
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-import bpjax  # noqa: E402
-from bpjax import losses, nets  # noqa: E402
-from bpjax.experiments import script  # noqa: E402
-from bpjax.problems import digits  # noqa: E402
+import bpjax
+from bpjax import losses, nets
+from bpjax.experiments import script
+from bpjax.problems import digits
 
 SEED = "003"  # the seed document it answers (../shared/seeds/)
 QUESTION = ("Do gradients vanish like 0.25^L in deep sigmoid nets (the per-layer factor "
@@ -262,7 +258,7 @@ def _trainability(size, data):
 
 
 def _figure(depths, norms, profiles, numbers, path):
-    fig, grid = plt.subplots(2, 2, figsize=(14, 10.5), constrained_layout=True)
+    fig, grid = script.subplots(2, 2, figsize=(14, 10.5), constrained_layout=True)
     axes = [grid[0, 0], grid[0, 1], grid[1, 1], grid[1, 0]]
     colors = dict(zip(ACTIVATIONS, ["tab:blue", "tab:orange", "tab:green"]))
     styles = dict(zip(INITS, ["-", "--", ":"]))
@@ -309,7 +305,6 @@ def _figure(depths, norms, profiles, numbers, path):
                  "(sigmoid + He sits above 0.25: 0.25^L is no bound)")
     ax.legend(fontsize=7, ncol=2, loc="upper left")
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -38,14 +38,47 @@ __all__ = ["Options", "SegmentInfo", "config_keys", "initial_params", "sweep"]
 def initial_params(init: Callable, grid: Grid | Mapping, seed: int = 0):
     """The params every configuration of a sweep starts from, shaped like the grid.
 
+    Static axes reach ``init`` as Python values, as in a sweep; their combinations'
+    params stack when their shapes agree (else a ValueError says to ask for one
+    combination at a time, e.g. ``grid.part``).
+
     >>> import bpjax
     >>> p = initial_params(lambda c, k: {"x": c["x0"]}, {"x0": [1.0, 2.0], "seed": [0, 1]})
     >>> p["x"].shape
     (2, 2)
+    >>> p = initial_params(lambda c, k: {"x": c["x0"] * len(c["act"])},
+    ...                    {"act": ["tanh", "relu"], "x0": [1.0, 2.0]})
+    >>> p["x"].tolist()
+    [[4.0, 8.0], [4.0, 8.0]]
     """
     grid = Grid(**grid) if isinstance(grid, Mapping) else grid
+    if not grid.static_dims:
+        return _initial(init, grid, seed)
+    traced = grid.part(grid.traced_dims)
+    combos = static.combinations(grid)
+    parts = [_initial(init, traced, seed, combo) for combo in combos]
+    shapes = {static.name(c): jax.tree.map(np.shape, p) for c, p in zip(combos, parts)}
+    if len({str(s) for s in shapes.values()}) > 1:
+        raise ValueError(f"init gives params of different shapes for the static combinations "
+                         f"({shapes}): ask for one combination at a time")
+    lead = tuple(len(grid.axes[d]) for d in grid.static_dims)
+    order = grid.static_dims + grid.traced_dims  # the stacked axes -> the grid's order
+    perm = [order.index(d) for d in grid.axes]
+
+    def stacked(*leaves):
+        a = np.stack(leaves).reshape(lead + traced.shape + leaves[0].shape[len(traced.shape):])
+        return a.transpose(perm + list(range(len(perm), a.ndim)))
+
+    return jax.tree.map(stacked, *parts)
+
+
+def _initial(init: Callable, grid: Grid, seed: int, fixed=()):
     flat = {k: jnp.asarray(v) for k, v in grid.flat().items()}
-    one = lambda config: init(config, config_keys(config, np.uint32(seed))[0])  # noqa: E731
+
+    def one(config):
+        config = {**config, **dict(fixed)}
+        return init(config, config_keys(config, np.uint32(seed))[0])
+
     params = jax.jit(jax.vmap(one))(flat)
     return jax.tree.map(lambda x: np.asarray(x).reshape(grid.shape + x.shape[1:]), params)
 
