@@ -14,6 +14,7 @@ import pytest
 from bpjax import cli, experiments
 from bpjax.experiments import page as page_module
 from bpjax.experiments import report as reproduce
+from bpjax.experiments import tables as tables_module
 from bpjax.experiments.script import VERDICTS
 
 SUBSET = ["quartic", "edge_of_stability"]
@@ -206,7 +207,7 @@ def test_every_kind_of_number_has_a_readable_cell(tmp_path):
     }
     folder = tmp_path / "demo"
     folder.mkdir()
-    page_module.write_tables(folder, numbers)
+    tables_module.write_tables(folder, numbers)
     entry = {"question": "Q?", "seed": "000", "quick": True, "sizes": {"n": 4, "lrs": [1, 2]},
              "status": "ran", "seconds": 1.0, "numbers": numbers, "figures": [], "files": []}
     host = dict(backend="cpu", devices=["cpu"], jax="0", optax="0", bpjax="0", python="3",

@@ -9,7 +9,7 @@ import traceback
 from pathlib import Path
 
 from bpjax import experiments
-from bpjax.experiments import findings, page
+from bpjax.experiments import findings, page, tables
 from bpjax.io import atomic_write_text
 
 HASH_FILE = ".bpjax-hash"
@@ -80,7 +80,7 @@ def reproduce(names=None, quick: bool = False, out="report", force: bool = False
         entry["figures"] = sorted(p.name for p in folder.glob("*.png"))
         entry["files"] = sorted(p.name for p in folder.glob("*.csv"))
         if entry.get("numbers"):
-            page.write_tables(folder, entry["numbers"])
+            tables.write_tables(folder, entry["numbers"])
         entries[name] = entry
         done = sum(1 for _ in entries)
         bar = "#" * (30 * done // len(modules))
