@@ -7,7 +7,7 @@ An output folder holds:
   history-K.npy           trajectories of every optimizer and config ([o, config, record,
                           ...]; streamed sweeps), written in place one chunk's rows at a time
   chunk-O-C.npz           the per-run records of finished chunk C of optimizer O, with its
-                          position (O, C) and rows
+                          position (O, C), rows and its rows' sha256 in each history-K.npy
   progress.npz            the chunk in progress: its carry and records at the last segment
   result.npz              the finished result (``bpjax.load``); the pieces above are removed
 
@@ -25,22 +25,26 @@ The write order, which keeps a folder resumable at every instant:
    segment boundary (at most every ``checkpoint_seconds``) ``progress.npz`` is
    replaced: the commit point of a segment (position O, C and records done; the carry;
    the chunk's trajectories so far, in the file itself).
-3. A finished chunk's rows are written into ``history-K.npy`` (in place, not atomic),
-   the history files are fsynced, then ``chunk-O-C.npz`` is written: the commit point of
-   the chunk. Before it exists those rows are undefined and are recomputed on resume;
-   after, they are final. (This runs in a writer thread while the next chunk trains,
-   so ``progress.npz`` may already hold chunk C + 1 when chunk C commits: a progress
-   file is used only by the chunk it names, and only if that chunk has no chunk file.)
-4. ``result.npz`` (naming the ``history-K.npy`` files, with their checksums) is the
+3. A finished chunk's rows are written into ``history-K.npy`` (in place, not atomic;
+   the sha256 of the bytes written kept), the history files are fsynced, then
+   ``chunk-O-C.npz`` (with those checksums, ``bpjax.chunk_file``) is written: the commit
+   point of the chunk. Before it exists those rows are undefined and are recomputed on
+   resume; after, they are final, and checked against the checksums on every resume and
+   before step 4. (This runs in a writer thread while the next chunk trains, so
+   ``progress.npz`` may already hold chunk C + 1 when chunk C commits: a progress file is
+   used only by the chunk it names, and only if that chunk has no chunk file.)
+4. ``result.npz`` (naming the ``history-K.npy`` files, with their whole checksums) is the
    commit point of the sweep; then the chunk files and ``progress.npz`` are removed and
-   the lock released. A folder with ``result.npz`` is finished, whatever else is in it.
+   the lock released. A folder with ``result.npz`` is finished, whatever else is in it
+   (a rerun loads it, removing what a kill just after it left).
 
 So at every instant the folder holds: nothing of the sweep, or ``sweep.json`` and then
-the history files; committed chunks, each with its history rows; at most one
-``progress.npz`` (a whole one); maybe ``result.npz``; and dead writers' temporary
-files, which no reader looks at. A rerun keeps every committed chunk, resumes the chunk
-that ``progress.npz`` names (unless it committed), and recomputes the rest, in the
-same layout.
+the history files (made before any chunk commits: one missing or short beside a chunk
+file is refused, not remade); committed chunks, each with its history rows; at most one
+whole ``progress.npz``; maybe ``result.npz``; and dead writers' temporary files, which
+no reader looks at. A rerun keeps every committed chunk, resumes the chunk that
+``progress.npz`` names (unless it committed), and recomputes the rest, in the same
+layout. (tests/test_kill_points.py resumes the folder at every file operation.)
 
 Under ``jax.distributed`` each process runs 0-3 in its own folder ``out/process-K``,
 locked by that process; ``out`` holds ``sweep.json`` (written by every process, same
@@ -49,17 +53,13 @@ then writes ``out``'s ``history-K.npy`` (the slices', combined) and ``result.npz
 commit point of the whole sweep; then each process removes its slice folder.
 
 Every file but ``history-K.npy`` and ``.lock`` is written to a temporary name, fsynced
-and renamed (and its folder fsynced), so a kill or a power loss leaves either the old
-file or the new one, never half of one; a failed write (full disk) raises
-``io.WriteError`` naming the file. Each file is read with its sizes checked before
-anything is allocated, and a damaged, foreign or misplaced one is refused by name,
-never half-used. Resuming
-reuses the stored layout, because XLA on CPU may round differently for a different
-batch shape; with the same layout the resumed result is bit-identical to an
-uninterrupted run.
-
-Not checked: ``history-K.npy`` rows altered after their chunk committed (chunk files
-hold no checksum of them yet; ``result.npz`` does, once written).
+and renamed (its folder fsynced), so a kill or a power loss leaves the old file or the
+new one, never half; a failed write (full disk) raises ``io.WriteError`` naming the file.
+Each file is read with its sizes checked before anything is allocated; a damaged, foreign
+or misplaced one is refused by name, never half-used. Resuming reuses the stored layout
+(XLA on CPU may round differently for another batch shape), so the resumed result is
+bit-identical to an uninterrupted run. Not checked: rows of a chunk not yet committed
+(rewritten anyway), and changes made after the last check or with matching checksums.
 """
 
 import errno
@@ -69,6 +69,7 @@ from typing import Any
 
 import numpy as np
 
+from bpjax import chunk_file, history_files
 from bpjax import lock as folder_lock
 from bpjax.fingerprint import differences, fingerprint, warn_unseen
 from bpjax.io import WriteError, atomic_savez, atomic_write_text, read_npz
@@ -97,6 +98,7 @@ class Store:
         self.description = description
         self.fingerprint = fingerprint(description)
         self.layout: dict | None = None
+        self._blocks: dict = {}  # (o, c) -> rows, {history file: sha256} of chunks seen
         self._lock_fd: int | None = None
         try:
             os.makedirs(self.out, exist_ok=True)
@@ -202,70 +204,54 @@ class Store:
                              f"{'free space' if space else 'fix that'} and rerun to resume"
                              ) from cause
 
-    # -- finished chunks --------------------------------------------------------
+    # -- finished chunks (bpjax.chunk_file) -------------------------------------------
     def chunk_name(self, o: int, c: int) -> str:
-        return self.path(f"chunk-{o}-{c}.npz")
+        return self.path(chunk_file.name(o, c))
 
     def save_chunk(self, o: int, c: int, arrays: dict[str, np.ndarray],
-                   rows: tuple[int, int] | None = None) -> None:
+                   rows: tuple[int, int] | None = None, blocks: dict[str, str] | None = None
+                   ) -> None:
         """Commits chunk ``c`` of optimizer ``o`` (grid rows ``rows``, by default from the
-        layout's chunk size and the arrays' length), after its history rows are synced.
+        layout's chunk size and the arrays' length), after its history rows are synced;
+        ``blocks``: the sha256 of its rows in each history file, by file name.
         """
         # (progress.npz stays: by now it may hold the next chunk's progress, saved while
         # this one was written; a finished chunk's own is ignored on resume)
         lo, hi = rows if rows is not None else self._rows(c, arrays)
-        name = os.path.basename(self.chunk_name(o, c))
+        blocks = dict(blocks or {})
 
         def write():
-            self._sync_histories()
-            atomic_savez(self.chunk_name(o, c), {
-                **arrays, "fingerprint": np.array(self.fingerprint),
-                "position": np.array([o, c], np.int64), "rows": np.array([lo, hi], np.int64)})
+            history_files.sync(self.out)
+            atomic_savez(self.chunk_name(o, c), chunk_file.contents(
+                arrays | {"fingerprint": np.array(self.fingerprint)}, o, c, (lo, hi), blocks))
 
-        self._write(name, write)
+        self._write(chunk_file.name(o, c), write)
+        self._blocks[(o, c)] = (lo, hi, blocks)
 
-    def load_chunk(self, o: int, c: int, rows: tuple[int, int] | None = None
-                   ) -> dict[str, np.ndarray] | None:
+    def load_chunk(self, o: int, c: int, rows: tuple[int, int] | None = None,
+                   files: list[str] = ()) -> dict[str, np.ndarray] | None:
         """Chunk ``c`` of optimizer ``o`` if it committed, else None; a file that holds
-        another chunk (or other rows than ``rows``, by default the layout's) is refused."""
+        another chunk (or other rows than ``rows``, by default the layout's) is refused,
+        and so is one whose rows in the history ``files`` differ from its checksums."""
         path = self.chunk_name(o, c)
         arrays = self._read(path)
         if arrays is None:
             return None
-        delete = ": delete it to recompute that chunk"
-        position, stored = arrays.pop("position", None), arrays.pop("rows", None)
-        if position is None or stored is None or position.shape != (2,) or stored.shape != (2,):
-            raise ValueError(f"{path} records no position (not written by this version)"
-                             + delete)
-        if position.tolist() != [o, c]:
-            raise ValueError(f"{path} holds optimizer {position[0]} chunk {position[1]}, "
-                             f"expected optimizer {o} chunk {c}" + delete)
-        lo, hi = stored.tolist()
-        length = _length(arrays)
         want = rows if rows is not None else self._rows(c, arrays)
-        if (lo, hi) != tuple(want) or (length is not None and hi - lo != length):
-            raise ValueError(f"{path} holds rows {lo}-{hi - 1}, expected {want[0]}-"
-                             f"{want[1] - 1}" + delete)
+        lo, hi, blocks = chunk_file.check(path, arrays, o, c, want, files)
+        chunk_file.verify(self.out, o, c, lo, hi, blocks)
+        self._blocks[(o, c)] = (lo, hi, blocks)
         return arrays
+
+    def committed(self) -> list[str]:
+        """The chunk files in the folder (the chunks that committed), in order."""
+        return chunk_file.committed(self.out)
 
     def _rows(self, c: int, arrays: dict) -> tuple[int, int]:
         """Chunk ``c``'s grid rows: from the layout's chunk size and the arrays' length."""
-        length = _length(arrays) or 0
+        length = chunk_file.length(arrays) or 0
         lo = c * self.layout["chunk"] if self.layout and "chunk" in self.layout else -1
         return lo, lo + length
-
-    def _sync_histories(self) -> None:
-        """Makes the history rows just written durable before the chunk commits."""
-        for name in sorted(os.listdir(self.out)):
-            if name.startswith("history-") and name.endswith(".npy"):
-                fd = os.open(self.path(name), os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                except OSError as e:
-                    raise WriteError(e.errno, f"could not sync {self.path(name)}: "
-                                     f"{e.strerror}") from e
-                finally:
-                    os.close(fd)
 
     # -- the chunk in progress --------------------------------------------------------
     def save_progress(self, o: int, c: int, done: int, carry_leaves, arrays: dict) -> None:
@@ -295,18 +281,22 @@ class Store:
         return arrays
 
     def finish(self, result, external=None) -> None:
-        """Writes ``result.npz`` (the commit point), removes the pieces, releases the lock."""
+        """Checks every committed chunk's history rows against its checksums, writes
+        ``result.npz`` (the commit point), removes the pieces, releases the lock."""
+        for (o, c), (lo, hi, blocks) in sorted(self._blocks.items()):
+            chunk_file.verify(self.out, o, c, lo, hi, blocks)
         self._write(RESULT, lambda: result.save(self.path(RESULT), external))
-        for name in os.listdir(self.out):
-            if name.startswith("chunk-") or name == PROGRESS:
-                os.remove(self.path(name))
+        self.tidy()
         self.close()
+
+    def tidy(self) -> None:
+        """Removes the pieces of a finished sweep (those a writer killed just after
+        ``result.npz`` left, too), if this Store holds the lock."""
+        if self.finished() and self._lock_fd is not None:
+            for name in os.listdir(self.out):
+                if name.startswith("chunk-") or name == PROGRESS:
+                    os.remove(self.path(name))
 
     def finished(self) -> bool:
         return os.path.exists(self.path(RESULT))
 
-
-def _length(arrays: dict) -> int | None:
-    """How many grid rows a chunk's arrays hold."""
-    a = arrays.get("diverged_at")
-    return None if a is None or a.ndim == 0 else int(a.shape[0])

@@ -16,7 +16,7 @@ import ast
 import importlib
 from pathlib import Path
 
-HELPERS = ("findings", "page", "report", "script", "tables")  # modules here that are not experiments
+HELPERS = ("findings", "page", "report", "script", "tables")  # the modules that are not experiments
 # The seed documents (../shared/seeds/NNN_*.txt), by the titles the report page gives them.
 SEEDS = {
     "000": "A backprop 'paradox': a weight that first moves the wrong way (Q&A)",

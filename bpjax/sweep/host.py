@@ -11,8 +11,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from bpjax import engine
-from bpjax.io import WriteError
+from bpjax import engine, history_files
 from bpjax.result import Result
 from bpjax.sweep.plan import Plan
 
@@ -27,7 +26,8 @@ class Host:
     start and end, live in memory.
     """
 
-    def __init__(self, plan: Plan, shapes: engine.Carry, folder: str | None):
+    def __init__(self, plan: Plan, shapes: engine.Carry, folder: str | None,
+                 committed: list[str] = ()):
         self.carry_shapes = shapes
         self.config_steps = 0  # computed by this call, padding and compaction included
         self.replays = 0  # segments run again with the per-step guard (not in config_steps)
@@ -38,6 +38,7 @@ class Host:
         spec = plan.specs[0]
         self.full = spec.histories
         self.folder = folder if spec.histories else None
+        self.committed = list(committed)  # the folder's chunk files (their rows are final)
         n_cols = plan.steps // plan.record_every + 1
         dtype = shapes.loss.dtype
         self.histories: dict[str, np.ndarray] = {}
@@ -58,15 +59,8 @@ class Host:
     def _array(self, i: int, shape, dtype) -> np.ndarray:
         if self.folder is None:
             return np.empty(shape, dtype)
-        path = os.path.join(self.folder, f"history-{i}.npy")
-        if os.path.exists(path):  # resuming: keep the chunks already written
-            try:
-                a = np.load(path, mmap_mode="r+")
-            except (OSError, ValueError):  # killed while creating it: no chunk is in it yet
-                a = None
-            if a is not None and a.shape == shape and a.dtype == dtype:
-                return a
-        return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+        return history_files.open_array(os.path.join(self.folder, f"history-{i}.npy"), shape,
+                                        dtype, self.committed)
 
     def files(self) -> dict[str, np.ndarray]:
         """The trajectories written to files (name -> memory-mapped array)."""
@@ -82,32 +76,23 @@ class Host:
     def saved_histories(self, saved: dict):
         return [saved[f"history/{i}"] for i in range(len(self.histories))]
 
-    def _write(self, a: np.ndarray, o: int, lo: int, block: np.ndarray) -> None:
-        if isinstance(a, np.memmap):  # one contiguous block, written through the file
-            block = np.ascontiguousarray(block, a.dtype)
-            row = block.nbytes // max(1, block.shape[0])
-            try:
-                with open(a.filename, "r+b") as f:
-                    f.seek(a.offset + (o * self.n + lo) * row)
-                    f.write(memoryview(block).cast("B"))
-            except OSError as e:  # (ENOSPC) that chunk is not committed: it is recomputed
-                raise WriteError(e.errno, f"could not write {a.filename}: {e.strerror}; the "
-                                 "previous checkpoint is intact; free space and rerun to "
-                                 "resume") from e
-        else:
-            a[o, lo: lo + block.shape[0]] = block
-
     @staticmethod
     def fetch(carry, hist):
         """Every array of a chunk the host keeps, fetched at once (the copies overlap)."""
         return jax.device_get((carry._replace(opt_state=None, grad=None, loss=None), hist))
 
-    def put(self, o: int, lo: int, hi: int, carry, hist, loss0) -> None:
-        """Writes a chunk's ``fetch``-ed arrays into the host arrays (and files)."""
-        m = hi - lo
+    def put(self, o: int, lo: int, hi: int, carry, hist, loss0) -> dict[str, str]:
+        """Writes a chunk's ``fetch``-ed arrays into the host arrays (and files); returns
+        the sha256 of its block of each history file written, by file name."""
+        m, blocks = hi - lo, {}
         if hist is not None:
             for name, h in zip(self.histories, jax.tree.leaves(hist)):
-                self._write(self.histories[name], o, lo, np.asarray(h)[:m])
+                a = self.histories[name]
+                if isinstance(a, np.memmap):  # one contiguous block, written through the file
+                    digest = history_files.write_block(a, o, lo, np.asarray(h)[:m])
+                    blocks[os.path.basename(a.filename)] = digest
+                else:
+                    a[o, lo:hi] = np.asarray(h)[:m]
         else:
             self.histories["loss"][o, lo:hi, 0] = loss0
             self.histories["loss"][o, lo:hi, 1] = np.asarray(carry.summary.last)[:m]
@@ -115,6 +100,7 @@ class Host:
         for group, tree in (("final", carry.params), *carry.recorded.items()):
             for i, x in enumerate(jax.tree.leaves(tree)):
                 self.finals[f"{group}/{i}"][o, lo:hi] = np.asarray(x)[:m]
+        return blocks
 
     def gather(self, n: int) -> None:
         """Every process's slice, in grid order, in every process (jax.distributed).

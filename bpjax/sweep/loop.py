@@ -15,7 +15,8 @@ from bpjax.sweep import distributed
 from bpjax.sweep.compiled import compiled, unroll
 from bpjax.sweep.host import Host, Writer, assemble
 from bpjax.sweep.plan import Options, Plan, chunk_configs, describe, relayout, size
-from bpjax.sweep.segments import Chunk, run_chunk
+from bpjax.sweep.segments import Chunk, check_initial, run_chunk
+from bpjax.sweep.sizing import check_fits
 
 
 def execute(plan: Plan, options: Options, out=None) -> Result:
@@ -35,16 +36,21 @@ def execute(plan: Plan, options: Options, out=None) -> Result:
 def _execute(plan: Plan, options: Options, out,
              stores: list) -> Result:
     store = top = None
-    if out is not None:
+    if out is None:
+        check_fits(plan)
+    else:
         # With several processes (jax.distributed), each checkpoints its slice of the
         # grid in a folder of its own inside ``out`` (which they must all see), and
         # process 0 writes the result of the whole grid in ``out`` at the end. Every
         # process opens ``out``, so only the slices' folders are locked.
         top = store = checkpoint.Store(out, describe(plan), lock=plan.procs == 1)
         stores.append(top)
+        if not top.finished():  # before sweep.json commits the folder to this sweep
+            check_fits(plan, out)
         layout = top.open({"chunk": plan.chunk, "seg_records": plan.seg_records})
         if top.finished():
             _say(f"bpjax: {top.out} holds this finished sweep; loading it")
+            top.tidy()
             result = load(top.path(checkpoint.RESULT), like=plan.carry_shape.params)
             distributed.drop_slice(top, plan)
             return result
@@ -67,23 +73,34 @@ def _execute(plan: Plan, options: Options, out,
             {"data": inputs.data, "val_data": inputs.val_data}, plan.replicated))
     base_seed = np.uint32(plan.seed)
     resume = store.load_progress() if store else None
+    started = (-1, -1) if resume is None else tuple(resume["position"][:2].tolist())
+
+    def ran(c):  # chunk c of the first optimizer committed or started: its start was checked
+        return started >= (0, c) or (store is not None
+                                      and os.path.exists(store.chunk_name(0, c)))
+
+    start = compiled(plan.specs[0], plan.sharding, unroll(size(plan.carry_shape.params),
+                                                          plan.record_every)).start
+    # every chunk, before any trains (where the first to train is a resumed one, too)
+    check_initial(plan, base_seed, inputs, ran, start, first_checks_itself=resume is None)
 
     bar = Progress(len(plan.specs) * plan.n * plan.steps, "sweep", options.progress)
     t0 = time.perf_counter()
     # host arrays in the run's own dtypes (float64 under x64)
     host = Host(plan, jax.tree.map(lambda x: jax.ShapeDtypeStruct((plan.chunk,) + x.shape,
                                                                   x.dtype), plan.carry_shape),
-                store.out if store else None)
+                store.out if store else None, store.committed() if store else ())
+    files = [os.path.basename(a.filename) for a in host.files().values()]
     # Trajectories streamed to files are written (then the chunk's checkpoint) by one
     # thread while the next chunk trains; a chunk is fetched from the device only once
     # the one before it is written, so host memory holds one chunk, as without it.
     writer = Writer(threaded=store is not None and plan.specs[0].histories)
 
     def keep(at: Chunk, fetched, loss0):
-        host.put(at.opt, at.lo, at.hi, *fetched, loss0)
+        blocks = host.put(at.opt, at.lo, at.hi, *fetched, loss0)
         if store:
             store.save_chunk(at.opt, at.index, host.chunk(at.opt, at.lo, at.hi),
-                             rows=(at.lo, at.hi))
+                             rows=(at.lo, at.hi), blocks=blocks)
 
     with writer:
         for o, spec in enumerate(plan.specs):
@@ -91,7 +108,7 @@ def _execute(plan: Plan, options: Options, out,
                                  unroll(size(plan.carry_shape.params), plan.record_every))
             for c in range(plan.n_chunks):
                 at = Chunk(o, c, c * plan.chunk, min((c + 1) * plan.chunk, plan.n))
-                saved = store.load_chunk(o, c, rows=(at.lo, at.hi)) if store else None
+                saved = store.load_chunk(o, c, (at.lo, at.hi), files) if store else None
                 if saved is not None:
                     host.put_chunk(o, at.lo, at.hi, saved)
                     bar.update((at.hi - at.lo) * plan.steps, "(from checkpoint)")

@@ -20,6 +20,7 @@ from bpjax import fingerprint, optim
 from bpjax import metrics as metrics_lib
 from bpjax.checks import check_data, positive_int
 from bpjax.grid import Grid
+from bpjax.sweep import callbacks
 from bpjax.sweep.compiled import Inputs, Spec
 from bpjax.sweep.options import Options, SegmentInfo, UnusedAxisWarning  # noqa: F401 (re-exported)
 from bpjax.sweep.trace import shapes
@@ -144,6 +145,8 @@ def make_plan(loss_fn, init, optimizer, grid, steps, *, record_every, seed, data
     seg_records = segment_records(n_rec, segments or SEGMENTS)
     devices = jax.local_devices()
     n_dev = len(devices) if options.shard else 1
+    if n_dev > 1:
+        n_dev = callbacks.devices(specs, flat, seed, inputs, n_dev)
     per_record = 8 + (size_bytes(params_shape) if specs[0].record_params else 0)
     # carry, its donated copy and the optimizer's temporaries; the chunk's trajectories
     # (all records) on the device and their copy on the host, and one segment's records
@@ -264,7 +267,9 @@ def auto_segments(chunk: int, steps: int, params: int, examples: int) -> int:
 
 def segment_records(n_rec: int, segments: int) -> int:
     target = math.ceil(n_rec / segments)
-    for k in range(target, min(2 * target, n_rec) + 1):  # a divisor avoids a 2nd compile
+    # a divisor avoids a 2nd compile (looked for among the next 10**4: a long sweep's
+    # n_rec may have none for 10**9 numbers)
+    for k in range(target, min(2 * target, n_rec, target + 10**4) + 1):
         if n_rec % k == 0:
             return k
     return target
