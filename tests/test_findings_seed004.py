@@ -92,6 +92,58 @@ def test_without_targets_the_stable_lr_follows_the_theory_exactly(scaling_quick)
     assert f"{three['lr_max_slope_for_scales_at_least_1']:.1f}" in scaling_quick["finding"]
 
 
+def recount_seed_rule(numbers):
+    """Per depth, lr_max(s) / lr_max(2 s) for s >= 1, and how many are <= 2^d, by a loop."""
+    scales = list(numbers["scales"])
+    out = {}
+    for d, row in numbers["per_depth"].items():
+        factors = []
+        for i, s in enumerate(scales):
+            for j, t in enumerate(scales):
+                if s >= 1 and abs(t - 2 * s) < 1e-9:
+                    factors.append(row["lr_max_per_scale"][i] / row["lr_max_per_scale"][j])
+        out[d] = (factors, sum(f <= 2 ** int(d) * (1 + 1e-9) for f in factors))
+    return out
+
+
+def test_the_2_to_the_d_rule_against_the_measured_lr_max(scaling_quick):
+    rule = scaling_quick["seed_2_to_the_d_rule"]
+    recount = recount_seed_rule(scaling_quick)
+    assert rule["depths_where_lowering_by_2_to_the_d_kept_every_doubling_stable"] == [
+        int(d) for d, (factors, safe) in recount.items() if safe == len(factors)]
+    for d, (factors, safe) in recount.items():
+        row = rule["per_depth"][d]
+        np.testing.assert_allclose(row["factor_per_doubling_measured"], factors, rtol=1e-12)
+        assert row["doublings_stable_after_lowering_by_2_to_the_d"] == safe
+        # Without targets the factor is homogeneity's 4^(d-1) exactly; 2^d only at d = 2.
+        assert row["factor_per_doubling_from_slope_without_targets"] == pytest.approx(
+            4.0 ** (int(d) - 1), rel=1e-9)
+    assert rule["log2_factor_per_unit_depth_without_targets"] == pytest.approx(2.0, abs=1e-9)
+    assert rule["per_depth"]["2"]["factor_per_doubling_from_slope"] == pytest.approx(4.0)
+    # At d = 3 the homogeneous control needs 16x per doubling: the rule's 8 is too lax.
+    assert rule["per_depth"]["3"]["factor_per_doubling_from_slope_without_targets"] > 8 * 1.5
+
+
+def test_the_stored_2_to_the_d_rule_matches_a_recount():
+    from bpjax.experiments import findings
+
+    numbers = findings.load().get("relu_scaling", {}).get("numbers")
+    if not numbers or "seed_2_to_the_d_rule" not in numbers:
+        pytest.skip("no default-size relu_scaling entry with the rule stored")
+    rule = numbers["seed_2_to_the_d_rule"]
+    for d, (factors, safe) in recount_seed_rule(numbers).items():
+        np.testing.assert_allclose(rule["per_depth"][d]["factor_per_doubling_measured"],
+                                   factors, rtol=1e-12)
+        assert rule["per_depth"][d]["doublings_stable_after_lowering_by_2_to_the_d"] == safe
+    depths = np.array([int(d) for d in numbers["per_depth"]], float)
+    log2f = np.array([-r["lr_max_slope_for_scales_at_least_1"]
+                      for r in numbers["per_depth"].values()])
+    slope = np.sum((depths - depths.mean()) * (log2f - log2f.mean())) / np.sum(
+        (depths - depths.mean()) ** 2)  # least squares by hand
+    assert rule["log2_factor_per_unit_depth"] == pytest.approx(slope, abs=1e-9)
+    assert abs(slope - rule["rule_log2_factor_per_unit_depth"]) > 0.5  # 2^d is refuted
+
+
 def test_one_batch_mean_step_is_batch_per_sample_steps_at_lr_over_batch():
     # relu_init_map's lr conversion: bpjax's loss is the batch mean, so one step at lr
     # eta on 32 examples moves like 32 per-sample updates at eta / 32 (to first order).

@@ -34,8 +34,43 @@ def test_above_minus_two_there_is_no_second_minimum():
         assert np.sum(np.sign(g[:-1]) != np.sign(g[1:])) == 1
 
 
+def numpy_dE_terms(x, a):
+    """Sontag's two terms of E', by hand: the first < 0, the second <= 0 for a >= 0. Written
+    without cancellation (tanh z - 1 = -2 / (1 + e^(2z)), tanh' = 1 / cosh^2), so that near
+    |x| = 15 it is more accurate than the experiment's 1 - tanh^2 (good to ~1e-3 there)."""
+    term = lambda z: -2 / (1 + np.exp(2 * z)) / np.cosh(z) ** 2  # noqa: E731
+    return 2 * term(x), 2 * a * term(a * x)
+
+
+def test_cases_1_and_2_have_no_finite_critical_point():
+    a = np.array([0.0, 0.5, 2.0, 10.0])
+    n = 300_001
+    changes, largest = sontag_minima.critical_point_count(a, n)
+    xs = np.linspace(*sontag_minima.FINE_X, n)
+    for i, av in enumerate(a):
+        first, second = numpy_dE_terms(xs, av)
+        assert np.all(first < 0) and np.all(second <= 0)  # his argument, term by term
+        g = first + second
+        assert changes[i] == np.sum(np.sign(g[:-1]) != np.sign(g[1:])) == 0
+        np.testing.assert_allclose(largest[i], g.max(), rtol=1e-2)
+        assert largest[i] < 0
+    # The same count sees case 3's minimum and maximum. (Not for -2 < a < 0 on this range:
+    # there tanh(a x) rounds to -1 beyond |a x| ~ 19 and E' gains a spurious sign change.)
+    changes, _ = sontag_minima.critical_point_count(np.array([-10.0, -5.0, -2.5]), n)
+    assert changes.tolist() == [2, 2, 2]
+
+
 def test_basin_boundary_is_within_one_cell_of_the_maximum(tmp_path):
     numbers = sontag_minima.run(str(tmp_path), quick=True)
+    c12 = numbers["cases_1_and_2"]
+    a = np.asarray(c12["a"])
+    assert a.min() == 0 and a.max() == 10
+    xs = np.linspace(*c12["x_range"], c12["grid_points"])
+    g = np.array([sum(numpy_dE_terms(xs, av)) for av in a])
+    assert c12["critical_points_found"] == 0
+    np.testing.assert_allclose(c12["largest_dE_over_the_grid"], g.max(), rtol=1e-2)
+    assert c12["critical_points_per_a_in_case_3_same_count"] == [2] * len(numbers["a"])
+    assert numbers["verdict"] == "reproduced"
     assert numbers["rows_within_one_cell"] == 1.0
     assert numbers["fraction_of_those_arrived_within_the_steps"] > 0.9
     assert 0 < numbers["fraction_of_starts_to_finite_minimum"] < 1

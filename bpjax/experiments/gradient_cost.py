@@ -23,6 +23,19 @@ reverse mode and the delta rule, and ~2.0 for forward mode and finite
 differences; a reverse-mode gradient costs 2.5-3x a forward pass at every size
 (the "cheap gradient" bound says at most ~3-5x), the delta rule the same
 within a few percent. The exact slopes and ratios are in summary.json.
+
+Memory: the seed also says the forward pass stores all activations, O(n) memory. We
+read XLA's buffer assignment of the compiled forward pass and reverse-mode gradient
+(``compile().memory_analysis().temp_size_in_bytes``: the scratch the program needs
+beyond its arguments and outputs) for tanh MLPs of width 64 with 1 to 32 hidden layers
+at a batch of 512, and for the [n, n, n, 1] nets above at that batch. The batch is
+large so that one layer's activations (batch x width floats) outweigh its weight
+gradient (width^2): at batch 8 XLA parks the stored activations in the gradient's
+own output buffers before it writes them, and the temporaries no longer show them.
+What we measure (default size): the gradient's temporaries grow by exactly batch x
+width x 4 bytes per hidden layer (one stored activation each; slope ~1 in depth),
+the forward pass's stay constant (it keeps two layers live): backprop's memory is
+linear in depth x batch x width.
 """
 
 import os
@@ -43,6 +56,8 @@ SIZES = {"default": dict(widths=[2, 4, 8, 16, 32, 64, 128, 256, 400, 700], quadr
                          timed_max=3_000_000, quadratic_timed_max=9_000, repeats=5),
          "quick": dict(widths=[2, 4, 8, 16, 32, 64], quadratic_max=10_000,
                        timed_max=20_000, quadratic_timed_max=3_000, repeats=2)}
+DEPTHS = {"default": [1, 2, 4, 8, 16, 32], "quick": [1, 2, 4, 8, 16]}
+MEMORY_WIDTH, MEMORY_BATCH = 64, 512  # batch > width: activations outweigh weight gradients
 BATCH = 8
 METHODS = ("forward", "reverse", "delta_rule", "forward_mode", "finite_differences")
 QUADRATIC = ("forward_mode", "finite_differences")
@@ -71,6 +86,47 @@ def problem(width: int):
         "finite_differences": finite_differences,
     }
     return flat, fns
+
+
+def memory_problem(width: int, depth: int, batch: int = MEMORY_BATCH):
+    """A tanh MLP with ``depth`` hidden layers of ``width`` units, its params as a pytree
+    (no flat vector: slicing one would add weight copies to the temporaries), a batch,
+    and the forward pass and reverse-mode gradient as functions of (params, batch)."""
+    net = nets.mlp([width] * (depth + 1) + [1], activation="tanh")
+    rng = np.random.default_rng(0)
+    data = (jnp.asarray(rng.normal(size=(batch, width)), jnp.float32),
+            jnp.asarray(rng.normal(size=(batch, 1)), jnp.float32))
+    loss = losses.supervised(net.apply, "mse")
+    return net.init(jax.random.key(0)), data, {"forward": loss, "reverse": jax.grad(loss)}
+
+
+def memory(fn, *args) -> dict:
+    """XLA's buffer assignment of the compiled ``fn``: bytes of temporaries, arguments and
+    outputs."""
+    m = jax.jit(fn).lower(*args).compile().memory_analysis()
+    return {"temp_bytes": int(m.temp_size_in_bytes), "argument_bytes":
+            int(m.argument_size_in_bytes), "output_bytes": int(m.output_size_in_bytes)}
+
+
+def measure_memory(size) -> dict:
+    rows = {"by_depth": [], "by_width": []}
+    for key, shapes in (("by_depth", [(MEMORY_WIDTH, d) for d in DEPTHS[size]]),
+                        ("by_width", [(w, 2) for w in SIZES[size]["widths"]])):
+        for width, depth in shapes:
+            params, data, fns = memory_problem(width, depth)
+            rows[key].append({"width": width, "depth": depth,
+                              **{m: memory(f, params, data) for m, f in fns.items()}})
+    deep = [r for r in rows["by_depth"] if r["depth"] >= 4]  # past the shallow nets' fixed part
+    temp = lambda rs, m: [r[m]["temp_bytes"] for r in rs]  # noqa: E731
+    per_layer = float(np.polyfit([r["depth"] for r in deep], temp(deep, "reverse"), 1)[0])
+    wide = [r for r in rows["by_width"] if r["width"] >= 16]
+    return {"width": MEMORY_WIDTH, "batch": MEMORY_BATCH, "bytes_per_float": 4, **rows,
+            "reverse_temp_bytes_per_layer": per_layer,
+            "per_layer_over_batch_x_width_x_4": per_layer / (MEMORY_BATCH * MEMORY_WIDTH * 4),
+            "temp_slope_in_depth": {m: _slope([r["depth"] for r in deep], temp(deep, m))
+                                    for m in ("forward", "reverse")},
+            "temp_slope_in_width": {m: _slope([r["width"] for r in wide], temp(wide, m))
+                                    for m in ("forward", "reverse")}}
 
 
 def measure(fn, arg, timed: bool, repeats: int):
@@ -114,6 +170,7 @@ def run(out: str, quick: bool = False) -> dict:
         if name != "forward":
             ratios = [r[name]["flops"] / r["forward"]["flops"] for r in rows if name in r]
             numbers["gradient_over_forward_flops"][name] = {"min": min(ratios), "max": max(ratios)}
+    numbers["memory"] = measure_memory("quick" if quick else "default")
     numbers.update(finding(numbers))
     _figure(rows, numbers, os.path.join(out, "gradient_cost.png"))
     return script.save_summary(out, numbers)
@@ -127,8 +184,14 @@ def finding(numbers: dict) -> dict:
     linear = all(abs(s[m] - 1) < 0.15 for m in ("forward", "reverse", "delta_rule"))
     quadratic = all(abs(s[m] - 2) < 0.15 for m in QUADRATIC)
     cheap = ratio["reverse"]["max"] <= 5
-    verdict = ("reproduced" if linear and quadratic and cheap
-               else "partly" if linear or quadratic else "refuted")
+    mem = numbers["memory"]
+    depth_slope = mem["temp_slope_in_depth"]
+    stores = (abs(depth_slope["reverse"] - 1) < 0.15 and abs(depth_slope["forward"]) < 0.15
+              and 0.9 <= mem["per_layer_over_batch_x_width_x_4"] <= 1.5)
+    verdict = ("reproduced" if linear and quadratic and cheap and stores
+               else "partly" if linear or quadratic or stores else "refuted")
+    depths = [r["depth"] for r in mem["by_depth"]]
+    forward = [r["forward"]["temp_bytes"] for r in mem["by_depth"]]
     ws = [r["w"] for r in numbers["rows"]]
     return script.stated(verdict, (
         f"XLA's FLOP counts for w = {min(ws):,} to {max(ws):,} parameters grow with slope "
@@ -137,7 +200,14 @@ def finding(numbers: dict) -> dict:
         f"{s['forward_mode']:.2f} (forward mode) and {s['finite_differences']:.2f} (central "
         f"differences); a reverse-mode gradient costs {ratio['reverse']['min']:.1f} to "
         f"{ratio['reverse']['max']:.1f} forward passes at every size. The saving is a factor "
-        "of w, not the 'exponential speedup' the seed calls it."))
+        "of w, not the 'exponential speedup' the seed calls it. Memory (XLA's temporaries, "
+        f"width {mem['width']}, batch {mem['batch']}, {min(depths)} to {max(depths)} hidden "
+        f"layers): the gradient's grow by {mem['reverse_temp_bytes_per_layer']:,.0f} bytes per "
+        f"layer ({mem['per_layer_over_batch_x_width_x_4']:.2f} x batch x width x 4 bytes, one "
+        f"stored activation per layer; slope {depth_slope['reverse']:.2f} in depth), the "
+        f"forward pass's stay at {min(forward):,} to {max(forward):,} bytes (slope "
+        f"{depth_slope['forward']:.2f}): backprop keeps every layer's activations, memory "
+        "linear in depth x batch x width."))
 
 
 def _slope(x, y):
@@ -145,7 +215,7 @@ def _slope(x, y):
 
 
 def _figure(rows, numbers, path):
-    fig, axes = script.subplots(1, 3, figsize=(16, 5), constrained_layout=True)
+    fig, axes = script.subplots(1, 4, figsize=(21, 5), constrained_layout=True)
     for name, marker in zip(METHODS, "os^vD"):
         pts = [(r["w"], r[name]) for r in rows if name in r]
         w = [p[0] for p in pts]
@@ -168,6 +238,16 @@ def _figure(rows, numbers, path):
                 ylabel="gradient FLOPs / forward FLOPs",
                 title="How many forward passes a gradient costs")
     axes[2].axhline(3, color="gray", ls=":", label="3 forward passes")
+    mem = numbers["memory"]
+    depths = [r["depth"] for r in mem["by_depth"]]
+    for m, marker in (("forward", "o"), ("reverse", "s")):
+        axes[3].plot(depths, [r[m]["temp_bytes"] for r in mem["by_depth"]], marker + "-",
+                     label=f"{m} (slope {mem['temp_slope_in_depth'][m]:.2f})")
+    axes[3].plot(depths, [d * mem["batch"] * mem["width"] * 4 for d in depths], "k:",
+                 label="depth x batch x width x 4 bytes")
+    axes[3].set(xscale="log", yscale="log", xlabel="hidden layers",
+                ylabel="temporary bytes (XLA buffer assignment)",
+                title=f"Memory: width {mem['width']}, batch {mem['batch']}")
     for ax in axes:
         ax.legend(fontsize=8, loc="upper left")
         ax.grid(True, which="major", alpha=0.3)

@@ -38,6 +38,17 @@ must have been a scaled one. With cross-entropy, U[-1, 1] trains at lr 0.01 to
 so large (std ~ 10) that the softmax saturates, and the MSE gradient through a
 saturated softmax vanishes; cross-entropy's gradient (p - y) does not vanish
 there, so the same init trains with cross-entropy.
+
+The seed's control: with sigmoid hidden units, it says, the range ([0,1], [-1,1] or
+[-0.5,0.5]) barely matters. The softmax+MSE sweep has the activation as a static axis
+(the ReLU runs are the same programs on the same keys as without it, bit for bit), and
+every init also runs from U[0,1]. Measured (default size): U[0,1] trains neither net at
+any lr (all its weights positive), so over the seed's three
+ranges the fraction converged differs by 1.0 at every lr where anything trains, for
+sigmoid as for ReLU; between U[-1,1] and U[-0.5,0.5] alone it differs less for sigmoid
+(0.38 against 0.56 on average) and so does the median final accuracy over the three
+(0.24 against 0.39): the control holds only partly. The sigmoid net trains from no init
+below lr 0.32 within 800 steps.
 """
 
 import os
@@ -59,6 +70,11 @@ QUESTION = ("Does a softmax+MSE ReLU net fail from U[-1,1] at lr 0.01 and 0.001 
 SIZES = {"default": dict(lrs=11, seeds=4, steps=800, record_every=40),
          "quick": dict(lrs=6, seeds=2, steps=100, record_every=25)}
 NET = nets.mlp([64, 32, 32, 10], activation="relu")
+# The seed's control: the same net with sigmoid hidden units, where it says the init range
+# barely matters. A static grid axis of the softmax+MSE sweep, so the ReLU runs are the
+# same programs on the same keys as without it.
+NETS = {"relu": NET, "sigmoid": nets.mlp([64, 32, 32, 10], activation="sigmoid")}
+CONTROL = "sigmoid"
 INITS = {  # label -> weight initializer (biases start at 0)
     "U[-1,1]": initializers.uniform(1.0),
     "U[-0.5,0.5]": initializers.uniform(0.5),
@@ -67,7 +83,11 @@ INITS = {  # label -> weight initializer (biases start at 0)
     "N(0,0.01)": initializers.normal(0.01),
     "Xavier": initializers.xavier(),
     "He": initializers.he(),
+    "U[0,1]": lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype),
 }
+# The three ranges the seed tried with sigmoid ("[0,1] or [-1,1] or [-0.5,0.5]").
+SEED_RANGES = ("U[0,1]", "U[-1,1]", "U[-0.5,0.5]")
+SYMMETRIC = ("U[-1,1]", "U[-0.5,0.5]")  # the two of them the ReLU claim is about
 LOSSES = {"softmax+MSE": "softmax_mse", "cross-entropy": "cross_entropy"}
 # The seed's reports, for softmax+MSE: (init, lr) -> converged?
 SEED_CASES = {("U[-1,1]", 1e-2): False, ("U[-1,1]", 1e-3): False, ("U[-1,1]", 1e-4): True,
@@ -91,13 +111,22 @@ STALL = 0.05
 
 
 def init(config, key):
-    """The init named by the traced index config["init"] (lax.switch picks one)."""
-    branches = [lambda k, f=f: NET.init(k, w_init=f) for f in INITS.values()]
+    """The init named by the traced index config["init"] (lax.switch picks one), for the
+    net of the static config["activation"] (ReLU when the grid has no such axis)."""
+    net = NETS[config.get("activation", "relu")]
+    branches = [lambda k, f=f: net.init(k, w_init=f) for f in INITS.values()]
     return jax.lax.switch(config["init"].astype(jnp.int32), branches, key)
 
 
-def accuracy(params, x, y):
-    return jnp.mean(jnp.argmax(jax.vmap(NET.apply, (None, 0))(params, x), -1) == y)
+def accuracy(params, x, y, net=NET):
+    return jnp.mean(jnp.argmax(jax.vmap(net.apply, (None, 0))(params, x), -1) == y)
+
+
+def spread_over_inits(fraction_converged, names=SEED_RANGES):
+    """Per lr, the largest minus the smallest fraction of seeds converged over the inits
+    ``names``: 0 where the init range does not matter at that lr."""
+    rows = np.asarray(fraction_converged)[[list(INITS).index(n) for n in names]]
+    return rows.max(0) - rows.min(0)
 
 
 def run(out: str, quick: bool = False) -> dict:
@@ -113,8 +142,14 @@ def run(out: str, quick: bool = False) -> dict:
                             "lr": grid.axes["lr"], "inits": list(INITS)}
     for label, loss_name in LOSSES.items():
         loss = losses.supervised(NET.apply, loss_name)
-        res = bpjax.sweep(loss, init, "sgd", grid, size["steps"], data=(x, y), batch_size=32,
+        both = label == "softmax+MSE"  # the sigmoid control: softmax+MSE only, to stay fast
+        swept = bpjax.Grid(activation=list(NETS), **grid.axes) if both else grid
+        res = bpjax.sweep(_loss(loss_name) if both else loss, init, "sgd", swept,
+                          size["steps"], data=(x, y), batch_size=32,
                           record_every=size["record_every"], record_params=False)
+        if both:
+            numbers[f"{CONTROL} control"] = _control(res.sel(activation=CONTROL), grid, x, y)
+            res = res.sel(activation="relu")
         acc = jax.jit(jax.vmap(accuracy, (0, None, None)))(flat(res.final_params), x, y)
         acc = np.asarray(acc).reshape(grid.shape)
         converged = (acc >= THRESHOLD) & ~res.diverged
@@ -155,6 +190,7 @@ def run(out: str, quick: bool = False) -> dict:
             "lrs_where_U[-0.5,0.5]_converges_and_U[-1,1]_does_not": contrast,
         }
     numbers["epochs"] = size["steps"] * BATCH / len(y)
+    numbers["init_spread"] = _spreads(numbers)
     numbers = {**finding(numbers), **numbers}
     _map_figure(results, grid, os.path.join(out, "convergence_map.png"), size)
     _why_figure(results, grid, os.path.join(out, "why.png"))
@@ -165,7 +201,10 @@ def finding(numbers) -> dict:
     """The verdict and finding, filled from the measured maps. The seed's five cases, read
     as per-sample lrs (x32, x3.2): reproduced if under one reading every case agrees,
     partly if some do, refuted if none does and some disagree, open if the step budget
-    decides them all."""
+    decides them all. The sigmoid control agrees when the init range (the seed's three)
+    moves the fraction converged less for the sigmoid net than for the ReLU net, partly
+    when only U[-1,1] against U[-0.5,0.5] does; "reproduced" needs a control that agrees,
+    and one that agrees at least partly makes "refuted" or "open" "partly"."""
     mse, names = numbers["softmax+MSE"], numbers["inits"]
     lrs = mse["lrs_where_any_init_converges"]
     contrast = mse["lrs_where_U[-0.5,0.5]_converges_and_U[-1,1]_does_not"]
@@ -177,6 +216,10 @@ def finding(numbers) -> dict:
                                    for c in per_sample)
                else "partly" if "agrees" in flat else "refuted" if "disagrees" in flat
                else "open")
+    control = _control_verdict(numbers["init_spread"])
+    if (verdict == "reproduced" and control != "agrees") or (
+            verdict in ("refuted", "open") and control in ("agrees", "partly")):
+        verdict = "partly"
     word = lambda v: v if v in ("agrees", "disagrees") else "budget decides"  # noqa: E731
     reads = [f"{c.split('(')[-1][:-1]}: " + ", ".join(f"{case} {word(v)}"
                                                       for case, v in said[c].items())
@@ -208,7 +251,100 @@ def finding(numbers) -> dict:
         + (", so the seed's normal init must have been a scaled one" if normal < 0.5 else "")
         + "; with cross-entropy U[-1,1] trains "
         + (f"at lr {min(ce_lrs):.2g}" + (f" to {max(ce_lrs):.2g}." if len(ce_lrs) > 1 else ".")
-           if ce_lrs else "at no lr.")))
+           if ce_lrs else "at no lr.") + _control_text(numbers, control)))
+
+
+def _control_verdict(spread) -> str:
+    """agrees / partly / disagrees / open: does the init range (the seed's three, or only
+    its two symmetric ones) move the fraction converged less for sigmoid than for ReLU?"""
+    mean = lambda act, k: spread[act][f"mean_spread_over_{k}"]  # noqa: E731
+    if mean(CONTROL, "seed_ranges") is None or mean("relu", "seed_ranges") is None:
+        return "open"
+    if mean(CONTROL, "seed_ranges") < mean("relu", "seed_ranges"):
+        return "agrees"
+    return ("partly" if mean(CONTROL, "symmetric_ranges") < mean("relu", "symmetric_ranges")
+            else "disagrees")
+
+
+def _control_text(numbers, control) -> str:
+    spread, ctrl = numbers["init_spread"], numbers[f"{CONTROL} control"]
+    get = lambda k: (spread[CONTROL][k], spread["relu"][k])  # noqa: E731
+    acc_sig, acc_relu = get("mean_accuracy_spread_over_seed_ranges")
+    head = (f" The seed's {CONTROL} control (the same net and loss, {CONTROL} hidden units"
+            f"; control {control}): ")
+    acc_text = (f"the median final accuracy differs over the seed's three ranges by "
+                f"{acc_sig:.2f} for {CONTROL} against {acc_relu:.2f} for ReLU, averaged over "
+                "every lr")
+    if control == "open":
+        return (head + f"{CONTROL if get('mean_spread_over_seed_ranges')[0] is None else 'ReLU'}"
+                " trains from no init at any lr within the step budget, so the maps cannot say "
+                f"whether the init range matters less; {acc_text}.")
+    sig, relu = get("mean_spread_over_seed_ranges")
+    sym_sig, sym_relu = get("mean_spread_over_symmetric_ranges")
+    u01 = get("best_fraction_converged_from_U[0,1]")
+    lrs = [lr for lr, f in zip(numbers["lr"], ctrl["fraction_converged"]
+                               [list(INITS).index("U[-1,1]")]) if f >= 0.5]
+    bar = f"{100 * numbers['converged_if_train_accuracy_at_least']:.0f}%"
+    return (head + f"over U[0,1], U[-1,1], U[-0.5,0.5] the fraction of seeds reaching {bar} "
+            f"differs by {sig:.2f} on average over the lrs where some init of the net trains, "
+            f"against {relu:.2f} for ReLU (U[0,1] trains at best {100 * u01[0]:.0f}% of "
+            f"{CONTROL} and {100 * u01[1]:.0f}% of ReLU seeds); between U[-1,1] and "
+            f"U[-0.5,0.5] alone by {sym_sig:.2f} against {sym_relu:.2f}; {acc_text}; "
+            f"{CONTROL} trains from U[-1,1] "
+            + (f"at lr {min(lrs):.2g} to {max(lrs):.2g}" if lrs else "at no lr")
+            + " and from no init below lr "
+            + f"{min(spread[CONTROL]['lrs_where_some_init_converges']):.2g}.")
+
+
+def _loss(loss_name):
+    """The per-example loss through the net of the static config["activation"]."""
+    by_net = {a: losses.supervised(n.apply, loss_name) for a, n in NETS.items()}
+    return lambda params, batch, config: by_net[config["activation"]](params, batch)
+
+
+def _control(res, grid, x, y) -> dict:
+    """The sigmoid net's maps, as the ReLU net's (fraction of seeds per init x lr)."""
+    net = NETS[CONTROL]
+    flat = lambda tree: jax.tree.map(lambda a: a.reshape((-1,) + a.shape[3:]), tree)  # noqa: E731
+    acc = jax.jit(jax.vmap(lambda p: accuracy(p, x, y, net)))(flat(res.final_params))
+    acc = np.asarray(acc).reshape(grid.shape)
+    converged = (acc >= THRESHOLD) & ~res.diverged
+    start = flat(bpjax.initial_params(lambda c, k: init({**c, "activation": CONTROL}, k), grid))
+    sat = jax.lax.map(lambda p: diagnostics.softmax_saturation(
+        jax.vmap(net.apply, (None, 0))(p, x[:512])), start, batch_size=64)
+    return {"net": f"64-32-32-10 {CONTROL}, biases 0", "loss": "softmax+MSE",
+            "fraction_converged": converged.mean(-1),  # (init, lr)
+            "fraction_diverged": res.diverged.mean(-1),
+            "final_train_accuracy_median": np.median(acc, -1),
+            "softmax_saturation_at_init": np.asarray(sat).reshape(grid.shape).mean((1, 2))}
+
+
+def _spreads(numbers) -> dict:
+    """How much the init decides convergence, per activation: over the seed's three
+    ranges and over every init, the spread of the fraction converged at each lr, and its
+    mean over the lrs where some init of that net converges (elsewhere the step budget,
+    not the init, decides; None when that is every lr). The spread of the median final
+    accuracy over the seed's ranges, averaged over every lr, says the same without the
+    bar."""
+    out = {"inits_of_the_seed": list(SEED_RANGES)}
+    for act, row in (("relu", numbers["softmax+MSE"]), (CONTROL, numbers[f"{CONTROL} control"])):
+        m = np.asarray(row["fraction_converged"])
+        live = m.max(0) > 0  # (lr,)
+        seed3, every = spread_over_inits(m), spread_over_inits(m, list(INITS))
+        sym = spread_over_inits(m, SYMMETRIC)
+        mean = lambda a, live=live: float(a[live].mean()) if live.any() else None  # noqa: E731
+        out[act] = {"lrs_where_some_init_converges": [float(v) for v, b in
+                                                      zip(numbers["lr"], live) if b],
+                    "spread_over_seed_ranges": seed3, "spread_over_all_inits": every,
+                    "mean_spread_over_seed_ranges": mean(seed3),
+                    "mean_spread_over_all_inits": mean(every),
+                    "spread_over_symmetric_ranges": sym,
+                    "mean_spread_over_symmetric_ranges": mean(sym),
+                    "best_fraction_converged_from_U[0,1]": float(m[list(INITS).index("U[0,1]")]
+                                                                 .max()),
+                    "mean_accuracy_spread_over_seed_ranges": float(spread_over_inits(
+                        row["final_train_accuracy_median"]).mean())}
+    return out
 
 
 def _verdict(converged, best_over_inits, lrs, name, lr, ok) -> dict:

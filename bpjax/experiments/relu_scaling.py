@@ -38,6 +38,11 @@ from s = 2.8 on, so a straight-line fit over [1, 4] measures that transition
 of diverging. Small inits of deep nets start near the saddle at the origin, leave
 it before anything blows up, and their stable learning rate is set by the
 curvature where they go, not where they start.
+
+The seed's answer says to lower lr by 2^d when the weights double; homogeneity says
+4^(d-1), the same only at d = 2. ``seed_rule`` reads the factor per doubling off the
+measured lr_max: log2 of it grows by about 2 per unit depth (1.9 with targets, 2.0
+without), not 1, and lowering by 2^d stays at or below lr_max(2 s) only at d = 1, 2.
 """
 
 import os
@@ -178,9 +183,48 @@ def run(out: str, quick: bool = False) -> dict:
             "lr_max_over_2_div_sharpness_for_scales_at_least_1":
                 float(np.exp(np.mean(np.log(lr_max[large] * sharp0[large] / 2)))),
         }
+    numbers["seed_2_to_the_d_rule"] = seed_rule(numbers)
     numbers = {**finding(numbers), **numbers}
     _figure(scales, curves, os.path.join(out, "stable_lr.png"), numbers)
     return script.save_summary(out, numbers)
+
+
+def seed_rule(numbers) -> dict:
+    """The answer's rule, "doubling the weights of a depth-d net, lower lr by 2^d", against the
+    measured lr_max: per depth, the lr factor per doubling of the scale (2^-slope over
+    s >= 1, and lr_max(s) / lr_max(2 s) for each s >= 1 with 2 s on the grid), and the
+    growth of log2 of that factor per unit depth (the rule: 1; homogeneity: 2)."""
+    scales = np.asarray(numbers["scales"])
+    pairs = [(i, j) for i, s in enumerate(scales) for j, t in enumerate(scales)
+             if s >= 1.0 and np.isclose(t, 2 * s)]
+    per_depth, depths = {}, []
+    for d, row in numbers["per_depth"].items():
+        lr_max = np.asarray(row["lr_max_per_scale"])
+        factors = [float(lr_max[i] / lr_max[j]) for i, j in pairs]
+        depths.append(int(d))
+        per_depth[d] = {
+            "rule_factor": 2.0 ** int(d),
+            "homogeneity_factor": 4.0 ** (int(d) - 1),
+            "factor_per_doubling_from_slope": 2.0 ** -row["lr_max_slope_for_scales_at_least_1"],
+            "factor_per_doubling_from_slope_without_targets":
+                2.0 ** -row["lr_max_slope_without_targets_for_scales_at_least_1"],
+            "factor_per_doubling_measured": factors,
+            # Lowering lr_max(s) by 2^d keeps 2 s stable iff the measured factor is <= 2^d.
+            "doublings_stable_after_lowering_by_2_to_the_d": int(sum(
+                f <= 2.0 ** int(d) * (1 + 1e-9) for f in factors)),
+        }
+    log2 = lambda key: np.log2([per_depth[str(d)][key] for d in depths])  # noqa: E731
+    return {
+        "scale_doublings_per_depth": len(pairs), "per_depth": per_depth,
+        "log2_factor_per_unit_depth": float(np.polyfit(
+            depths, log2("factor_per_doubling_from_slope"), 1)[0]),
+        "log2_factor_per_unit_depth_without_targets": float(np.polyfit(
+            depths, log2("factor_per_doubling_from_slope_without_targets"), 1)[0]),
+        "rule_log2_factor_per_unit_depth": 1.0,
+        "depths_where_lowering_by_2_to_the_d_kept_every_doubling_stable": [
+            d for d in depths if per_depth[str(d)]["doublings_stable_after_lowering_by_2_to_the_d"]
+            == len(pairs)],
+    }
 
 
 def _rejoins(scales, lr_max, control):
@@ -207,6 +251,24 @@ def finding(numbers) -> dict:
                                         - rows[d]["predicted_slope"]))
     w = rows[worst]
     rejoin = w["scale_from_which_lr_max_equals_the_targetless_one"]
+    rule = numbers["seed_2_to_the_d_rule"]
+    factors = ", ".join(f"{r['factor_per_doubling_from_slope']:.3g}"
+                        for r in rule["per_depth"].values())
+    safe = rule["depths_where_lowering_by_2_to_the_d_kept_every_doubling_stable"]
+    unstable = sum(rule["scale_doublings_per_depth"]
+                   - r["doublings_stable_after_lowering_by_2_to_the_d"]
+                   for r in rule["per_depth"].values())
+    rule_text = (
+        " The answer's rule (doubling the weights, lower lr by 2^d) is homogeneity's 4^(d-1) "
+        f"only at d = 2: the measured lr factor per doubling of s (2^-slope) is {factors} for "
+        f"d = 1..{len(rows)}, against 2^d = "
+        + ", ".join(f"{r['rule_factor']:g}" for r in rule["per_depth"].values())
+        + f"; log2 of it grows by {rule['log2_factor_per_unit_depth']:.2f} per unit depth "
+        f"({rule['log2_factor_per_unit_depth_without_targets']:.2f} without targets), not "
+        f"{rule['rule_log2_factor_per_unit_depth']:g}. Lowering lr_max(s) by 2^d keeps every "
+        f"doubling from s >= 1 at or below the measured lr_max(2 s) only at d = "
+        f"{', '.join(map(str, safe)) or 'none'}; in {unstable} of the "
+        f"{rule['scale_doublings_per_depth'] * len(rows)} doublings it stays above it.")
     verdict = ("refuted" if err > 1e-4 else "reproduced"
                if close("lr_max_slope_for_scales_at_least_1") else "partly"
                if close("lr_max_slope_without_targets_for_scales_at_least_1") else "refuted")
@@ -220,7 +282,8 @@ def finding(numbers) -> dict:
             "GD from W at lr eta s^(2(d-1)), and the same measurement gives "
             f"{fmt(control)}" + (": the theory" if close(control) else ", off the theory too"))
     if close("lr_max_slope_for_scales_at_least_1"):
-        return script.stated(verdict, text + "; with targets the slopes hold as well.")
+        return script.stated(verdict, text + "; with targets the slopes hold as well."
+                             + rule_text)
     return script.stated(verdict, text + (
         ". The targets break it (lr_max(s; y) = s^(-2(d-1)) lr_max(1; y / s^d)): where they "
         f"matter, lr_max leaves the targetless curve (d = {worst}: "
@@ -228,7 +291,7 @@ def finding(numbers) -> dict:
         f"{w['lr_max_over_targetless_max_for_scales_at_least_1']:.2g}x it at s >= 1"
         + (f", equal to it from s = {rejoin:.2g} on" if rejoin else "")
         + f"), so its slope of {w['lr_max_slope_for_scales_at_least_1']:.1f} there "
-        "measures that transition, not a power law."))
+        "measures that transition, not a power law." + rule_text))
 
 
 def _figure(scales, curves, path, numbers):

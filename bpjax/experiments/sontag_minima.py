@@ -12,6 +12,15 @@ Both critical points are found by bisection on E' = jax.grad(E), vmapped over a;
 then one sweep of gradient descent over (a, x0) shows which starts reach the
 finite minimum and which drift to +infinity, and the basin boundary it draws is
 compared with the root-found maximum.
+
+Sontag's cases 1 and 2 ("no other local minima") are checked, not only plotted: case 1,
+the line through (0, 1), has E(x) = 1 + (tanh(x) - 1)^2, which is case 2's E at a = 0 with
+the coordinates swapped, so both are E for a >= 0. There E' = 2 (tanh x - 1) tanh'(x)
++ 2 a (tanh(a x) - 1) tanh'(a x) < 0 (his formula squares the second (tanh(a x) - 1), a
+typo): the first term is negative, the second nonpositive. ``critical_point_count`` counts
+the sign changes of E' = jax.grad(E) on a fine float64 grid of [-15, 15] (beyond ~19,
+1 - tanh(x) rounds to 0 and E' is exactly 0) for a from 0 to 10, and the same count on
+case 3's values of a, which must find its two critical points, shows that it can see them.
 """
 
 import os
@@ -27,9 +36,12 @@ from bpjax.problems import sontag_loss
 SEED = "001"  # the seed document it answers (../shared/seeds/)
 QUESTION = ("Where are the local minima of a single tanh neuron on Sontag's two-point problem, "
             "and which gradient-descent starts end in each? (seed 001)")
-SIZES = {"default": dict(n_a=48, n_x=240, steps=4000), "quick": dict(n_a=12, n_x=60, steps=1500)}
+SIZES = {"default": dict(n_a=48, n_x=240, steps=4000, n_fine=300_001),
+         "quick": dict(n_a=12, n_x=60, steps=1500, n_fine=30_001)}
 A_RANGE = (-10.0, -2.5)
 X_RANGE = (-1.0, 3.0)
+CASE_2_A = (0.0, 10.0)  # a >= 0 (case 1 is a = 0), up to case 3's largest |a|
+FINE_X = (-15.0, 15.0)
 LR = 0.01
 
 
@@ -58,6 +70,17 @@ def critical_points(a):
     return jax.vmap(one)(a)
 
 
+def critical_point_count(a, n: int):
+    """Per a: the sign changes of E' = jax.grad(E) over n points of FINE_X, and the largest
+    E' there, in float64."""
+    with jax.enable_x64(True):
+        xs = jnp.linspace(*FINE_X, n, dtype=jnp.float64)
+        d = jax.vmap(lambda av: jax.vmap(jax.grad(sontag_loss), (0, None))(xs, av))(
+            jnp.asarray(a, jnp.float64))  # (a, x)
+        changes = jnp.sum(jnp.sign(d[:, :-1]) != jnp.sign(d[:, 1:]), axis=1)
+        return np.asarray(changes), np.asarray(d.max(axis=1))
+
+
 def run(out: str, quick: bool = False) -> dict:
     size = SIZES["quick" if quick else "default"]
     a = np.linspace(*A_RANGE, size["n_a"])
@@ -81,6 +104,9 @@ def run(out: str, quick: bool = False) -> dict:
     dx = x0[1] - x0[0]
     e_min = np.asarray(jax.vmap(sontag_loss)(x_min, a))
     e_max = np.asarray(jax.vmap(sontag_loss)(x_max, a))
+    a_case_2 = np.linspace(*CASE_2_A, size["n_a"])
+    changes, largest = critical_point_count(a_case_2, size["n_fine"])
+    changes_3, _ = critical_point_count(a, size["n_fine"])
     numbers = {
         "a": a, "x_min": x_min, "x_max": x_max, "E_at_min": e_min, "E_at_max": e_max,
         "E_at_infinity": 4.0,
@@ -91,6 +117,12 @@ def run(out: str, quick: bool = False) -> dict:
         "fraction_of_starts_to_finite_minimum": float(to_min.mean()),
         "fraction_of_those_arrived_within_the_steps": float(arrived.sum() / to_min.sum()),
         "gd_runs": int(to_min.size), "lr": LR, "steps": size["steps"],
+        "cases_1_and_2": {
+            "a": a_case_2, "x_range": list(FINE_X), "grid_points": size["n_fine"],
+            "critical_points_found": int(changes.sum()),
+            "largest_dE_over_the_grid": float(largest.max()),
+            "critical_points_per_a_in_case_3_same_count": changes_3,
+        },
     }
     numbers.update(finding(numbers))
     _figures(a, x0, x_min, x_max, to_min, out)
@@ -99,11 +131,17 @@ def run(out: str, quick: bool = False) -> dict:
 
 def finding(numbers: dict) -> dict:
     """Reproduced when every a in the range has a finite maximum above E(+inf) = 4 (so a
-    second minimum at +infinity) and gradient descent's basin boundary agrees with it."""
+    second minimum at +infinity), gradient descent's basin boundary agrees with it, and
+    E' < 0 with no sign change on the fine grid for every a >= 0 (cases 1 and 2)."""
     a, e_min, e_max = (np.asarray(numbers[k], float) for k in ("a", "E_at_min", "E_at_max"))
     second = bool(np.all(e_max > numbers["E_at_infinity"]) and np.all(e_min < e_max))
     basins = numbers["rows_within_one_cell"] == 1.0
-    verdict = "reproduced" if second and basins else "partly" if second else "refuted"
+    c12 = numbers["cases_1_and_2"]
+    a12 = np.asarray(c12["a"], float)
+    none = c12["critical_points_found"] == 0 and c12["largest_dE_over_the_grid"] < 0
+    seen = np.asarray(c12["critical_points_per_a_in_case_3_same_count"])
+    verdict = ("reproduced" if second and basins and none else "partly" if second or none
+               else "refuted")
     return script.stated(verdict, (
         f"for every a from {a.max():g} to {a.min():g} ({a.size} lines through (1, a)) E has a "
         f"finite local maximum, E = {e_max.min():.4g} to {e_max.max():.4g} > "
@@ -116,7 +154,18 @@ def finding(numbers: dict) -> dict:
         f"boundary lies within one grid cell ({numbers['grid_spacing_x0']:.3g}) of the "
         f"root-found maximum for {100 * numbers['rows_within_one_cell']:.0f}% of the values "
         f"of a; {100 * numbers['fraction_of_starts_to_finite_minimum']:.0f}% of the starts "
-        "head for the finite minimum."))
+        "head for the finite minimum. Cases 1 and 2 (a >= 0; case 1 is a = 0 with the "
+        f"coordinates swapped): for {a12.size} values of a from {a12.min():g} to "
+        f"{a12.max():g}, on {c12['grid_points']:,} points of x in "
+        f"[{c12['x_range'][0]:g}, {c12['x_range'][1]:g}] in float64, E' changes sign "
+        f"{c12['critical_points_found']} times and is at most "
+        f"{c12['largest_dE_over_the_grid']:.1e}" + (
+            ": no finite critical point, so no local minimum besides the one at +infinity "
+            "(distance 0, or 1 at a = 0), as Sontag says" if none else
+            ": a finite critical point exists, against Sontag's 'no other local minima'")
+        + "; the same count finds " + (f"exactly {seen.min()}" if seen.min() == seen.max()
+                                       else f"{seen.min()} to {seen.max()}")
+        + " critical points for each case-3 a."))
 
 
 def _figures(a, x0, x_min, x_max, to_min, out):
