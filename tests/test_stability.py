@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import bpjax
-from bpjax.experiments import edge_of_stability, quartic, relu_init_map, relu_scaling
+from bpjax.experiments import _relu_control, edge_of_stability, quartic, relu_init_map, relu_scaling
 
 
 def test_quartic_map_agrees_with_the_exact_boundary(tmp_path):
@@ -142,7 +142,7 @@ def test_control_verdict_follows_hand_made_maps(init_map):
                                                "fraction_converged": relu.tolist()},
                    "sigmoid control": {**init_map["sigmoid control"],
                                        "fraction_converged": sigmoid.tolist()}}
-        numbers["init_spread"] = relu_init_map._spreads(numbers)
+        numbers["init_spread"] = _relu_control.spreads(numbers)
         got = relu_init_map.finding(numbers)
         assert f"control {want})" in got["finding"], (want, got["finding"])
 

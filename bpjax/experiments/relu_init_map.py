@@ -55,8 +55,6 @@ import os
 
 import jax
 import jax.numpy as jnp
-import matplotlib
-import matplotlib.lines
 import numpy as np
 
 import bpjax
@@ -122,14 +120,10 @@ def accuracy(params, x, y, net=NET):
     return jnp.mean(jnp.argmax(jax.vmap(net.apply, (None, 0))(params, x), -1) == y)
 
 
-def spread_over_inits(fraction_converged, names=SEED_RANGES):
-    """Per lr, the largest minus the smallest fraction of seeds converged over the inits
-    ``names``: 0 where the init range does not matter at that lr."""
-    rows = np.asarray(fraction_converged)[[list(INITS).index(n) for n in names]]
-    return rows.max(0) - rows.min(0)
-
-
 def run(out: str, quick: bool = False) -> dict:
+    from bpjax.experiments import _relu_control
+    from bpjax.experiments import _relu_init_map_figures as figures  # (they import this)
+
     size = SIZES["quick" if quick else "default"]
     (x, y), _ = problems.digits()
     grid = bpjax.Grid(init=np.arange(len(INITS)), lr=np.geomspace(1e-5, 1, size["lrs"]),
@@ -148,7 +142,8 @@ def run(out: str, quick: bool = False) -> dict:
                           size["steps"], data=(x, y), batch_size=32,
                           record_every=size["record_every"], record_params=False)
         if both:
-            numbers[f"{CONTROL} control"] = _control(res.sel(activation=CONTROL), grid, x, y)
+            numbers[f"{CONTROL} control"] = _relu_control.maps(res.sel(activation=CONTROL), grid,
+                                                                x, y)
             res = res.sel(activation="relu")
         acc = jax.jit(jax.vmap(accuracy, (0, None, None)))(flat(res.final_params), x, y)
         acc = np.asarray(acc).reshape(grid.shape)
@@ -190,14 +185,15 @@ def run(out: str, quick: bool = False) -> dict:
             "lrs_where_U[-0.5,0.5]_converges_and_U[-1,1]_does_not": contrast,
         }
     numbers["epochs"] = size["steps"] * BATCH / len(y)
-    numbers["init_spread"] = _spreads(numbers)
+    numbers["init_spread"] = _relu_control.spreads(numbers)
     numbers = {**finding(numbers), **numbers}
-    _map_figure(results, grid, os.path.join(out, "convergence_map.png"), size)
-    _why_figure(results, grid, os.path.join(out, "why.png"))
+    figures.map_figure(results, grid, os.path.join(out, "convergence_map.png"), size)
+    figures.why_figure(results, grid, os.path.join(out, "why.png"))
     return script.save_summary(out, numbers)
 
 
 def finding(numbers) -> dict:
+    from bpjax.experiments import _relu_control
     """The verdict and finding, filled from the measured maps. The seed's five cases, read
     as per-sample lrs (x32, x3.2): reproduced if under one reading every case agrees,
     partly if some do, refuted if none does and some disagree, open if the step budget
@@ -216,7 +212,7 @@ def finding(numbers) -> dict:
                                    for c in per_sample)
                else "partly" if "agrees" in flat else "refuted" if "disagrees" in flat
                else "open")
-    control = _control_verdict(numbers["init_spread"])
+    control = _relu_control.verdict(numbers["init_spread"])
     if (verdict == "reproduced" and control != "agrees") or (
             verdict in ("refuted", "open") and control in ("agrees", "partly")):
         verdict = "partly"
@@ -251,100 +247,13 @@ def finding(numbers) -> dict:
         + (", so the seed's normal init must have been a scaled one" if normal < 0.5 else "")
         + "; with cross-entropy U[-1,1] trains "
         + (f"at lr {min(ce_lrs):.2g}" + (f" to {max(ce_lrs):.2g}." if len(ce_lrs) > 1 else ".")
-           if ce_lrs else "at no lr.") + _control_text(numbers, control)))
-
-
-def _control_verdict(spread) -> str:
-    """agrees / partly / disagrees / open: does the init range (the seed's three, or only
-    its two symmetric ones) move the fraction converged less for sigmoid than for ReLU?"""
-    mean = lambda act, k: spread[act][f"mean_spread_over_{k}"]  # noqa: E731
-    if mean(CONTROL, "seed_ranges") is None or mean("relu", "seed_ranges") is None:
-        return "open"
-    if mean(CONTROL, "seed_ranges") < mean("relu", "seed_ranges"):
-        return "agrees"
-    return ("partly" if mean(CONTROL, "symmetric_ranges") < mean("relu", "symmetric_ranges")
-            else "disagrees")
-
-
-def _control_text(numbers, control) -> str:
-    spread, ctrl = numbers["init_spread"], numbers[f"{CONTROL} control"]
-    get = lambda k: (spread[CONTROL][k], spread["relu"][k])  # noqa: E731
-    acc_sig, acc_relu = get("mean_accuracy_spread_over_seed_ranges")
-    head = (f" The seed's {CONTROL} control (the same net and loss, {CONTROL} hidden units"
-            f"; control {control}): ")
-    acc_text = (f"the median final accuracy differs over the seed's three ranges by "
-                f"{acc_sig:.2f} for {CONTROL} against {acc_relu:.2f} for ReLU, averaged over "
-                "every lr")
-    if control == "open":
-        return (head + f"{CONTROL if get('mean_spread_over_seed_ranges')[0] is None else 'ReLU'}"
-                " trains from no init at any lr within the step budget, so the maps cannot say "
-                f"whether the init range matters less; {acc_text}.")
-    sig, relu = get("mean_spread_over_seed_ranges")
-    sym_sig, sym_relu = get("mean_spread_over_symmetric_ranges")
-    u01 = get("best_fraction_converged_from_U[0,1]")
-    lrs = [lr for lr, f in zip(numbers["lr"], ctrl["fraction_converged"]
-                               [list(INITS).index("U[-1,1]")]) if f >= 0.5]
-    bar = f"{100 * numbers['converged_if_train_accuracy_at_least']:.0f}%"
-    return (head + f"over U[0,1], U[-1,1], U[-0.5,0.5] the fraction of seeds reaching {bar} "
-            f"differs by {sig:.2f} on average over the lrs where some init of the net trains, "
-            f"against {relu:.2f} for ReLU (U[0,1] trains at best {100 * u01[0]:.0f}% of "
-            f"{CONTROL} and {100 * u01[1]:.0f}% of ReLU seeds); between U[-1,1] and "
-            f"U[-0.5,0.5] alone by {sym_sig:.2f} against {sym_relu:.2f}; {acc_text}; "
-            f"{CONTROL} trains from U[-1,1] "
-            + (f"at lr {min(lrs):.2g} to {max(lrs):.2g}" if lrs else "at no lr")
-            + " and from no init below lr "
-            + f"{min(spread[CONTROL]['lrs_where_some_init_converges']):.2g}.")
+           if ce_lrs else "at no lr.") + _relu_control.text(numbers, control)))
 
 
 def _loss(loss_name):
     """The per-example loss through the net of the static config["activation"]."""
     by_net = {a: losses.supervised(n.apply, loss_name) for a, n in NETS.items()}
     return lambda params, batch, config: by_net[config["activation"]](params, batch)
-
-
-def _control(res, grid, x, y) -> dict:
-    """The sigmoid net's maps, as the ReLU net's (fraction of seeds per init x lr)."""
-    net = NETS[CONTROL]
-    flat = lambda tree: jax.tree.map(lambda a: a.reshape((-1,) + a.shape[3:]), tree)  # noqa: E731
-    acc = jax.jit(jax.vmap(lambda p: accuracy(p, x, y, net)))(flat(res.final_params))
-    acc = np.asarray(acc).reshape(grid.shape)
-    converged = (acc >= THRESHOLD) & ~res.diverged
-    start = flat(bpjax.initial_params(lambda c, k: init({**c, "activation": CONTROL}, k), grid))
-    sat = jax.lax.map(lambda p: diagnostics.softmax_saturation(
-        jax.vmap(net.apply, (None, 0))(p, x[:512])), start, batch_size=64)
-    return {"net": f"64-32-32-10 {CONTROL}, biases 0", "loss": "softmax+MSE",
-            "fraction_converged": converged.mean(-1),  # (init, lr)
-            "fraction_diverged": res.diverged.mean(-1),
-            "final_train_accuracy_median": np.median(acc, -1),
-            "softmax_saturation_at_init": np.asarray(sat).reshape(grid.shape).mean((1, 2))}
-
-
-def _spreads(numbers) -> dict:
-    """How much the init decides convergence, per activation: over the seed's three
-    ranges and over every init, the spread of the fraction converged at each lr, and its
-    mean over the lrs where some init of that net converges (elsewhere the step budget,
-    not the init, decides; None when that is every lr). The spread of the median final
-    accuracy over the seed's ranges, averaged over every lr, says the same without the
-    bar."""
-    out = {"inits_of_the_seed": list(SEED_RANGES)}
-    for act, row in (("relu", numbers["softmax+MSE"]), (CONTROL, numbers[f"{CONTROL} control"])):
-        m = np.asarray(row["fraction_converged"])
-        live = m.max(0) > 0  # (lr,)
-        seed3, every = spread_over_inits(m), spread_over_inits(m, list(INITS))
-        sym = spread_over_inits(m, SYMMETRIC)
-        mean = lambda a, live=live: float(a[live].mean()) if live.any() else None  # noqa: E731
-        out[act] = {"lrs_where_some_init_converges": [float(v) for v, b in
-                                                      zip(numbers["lr"], live) if b],
-                    "spread_over_seed_ranges": seed3, "spread_over_all_inits": every,
-                    "mean_spread_over_seed_ranges": mean(seed3),
-                    "mean_spread_over_all_inits": mean(every),
-                    "spread_over_symmetric_ranges": sym,
-                    "mean_spread_over_symmetric_ranges": mean(sym),
-                    "best_fraction_converged_from_U[0,1]": float(m[list(INITS).index("U[0,1]")]
-                                                                 .max()),
-                    "mean_accuracy_spread_over_seed_ranges": float(spread_over_inits(
-                        row["final_train_accuracy_median"]).mean())}
-    return out
 
 
 def _verdict(converged, best_over_inits, lrs, name, lr, ok) -> dict:
@@ -376,66 +285,6 @@ def _diagnostics(loss, start, final, x, y, shape):
     _, d1, _ = jax.lax.map(at, final, batch_size=64)
     r = lambda a: np.asarray(a).reshape(shape + a.shape[1:])  # noqa: E731
     return {"saturation_init": r(s0), "dead_init": r(d0), "dead_end": r(d1), "grad_init": r(g0)}
-
-
-def _map_figure(results, grid, path, size):
-    lrs, names = grid.axes["lr"], list(INITS)
-    fig, axes = script.subplots(2, len(results), figsize=(13, 9), constrained_layout=True)
-    what = (f"reaching {100 * THRESHOLD:.0f}% train acc.",
-            f"barely moving (loss fell < {100 * STALL:.0f}%)")
-    panels = [(row, label, frac, what[row]) for label, (_, conv, stall, _) in results.items()
-              for row, frac in ((0, conv), (1, stall))]
-    for row, label, frac, title in panels:
-        ax = axes[row, list(results).index(label)]
-        mesh = ax.pcolormesh(lrs, np.arange(len(names)), frac.mean(-1),
-                             cmap="viridis" if row == 0 else "magma", vmin=0, vmax=1,
-                             shading="nearest")
-        ax.set(xscale="log", yticks=range(len(names)), yticklabels=names,
-               xlabel="learning rate (SGD, batch 32, batch-mean loss)",
-               ylabel="weight init (biases 0)",
-               title=f"{label}: fraction of {size['seeds']} seeds {title}")
-        if label == "softmax+MSE":
-            for (init_name, lr), ok in SEED_CASES.items():
-                for at, ms in ((lr, 12), (lr * BATCH, 7)):  # nominal, and read per sample
-                    ax.plot(at, names.index(init_name), "o" if ok else "X", ms=ms, mfc="none",
-                            mec="white" if ok else "red", mew=2.5 if ms == 12 else 1.5)
-
-        fig.colorbar(mesh, ax=ax, label="fraction of seeds")
-    marks = [matplotlib.lines.Line2D([], [], ls="none", marker="o", mfc="none", mec="k", ms=10),
-             matplotlib.lines.Line2D([], [], ls="none", marker="X", mfc="none", mec="red", ms=10),
-             matplotlib.lines.Line2D([], [], ls="none", marker="o", mfc="none", mec="k", ms=5)]
-    fig.legend(marks, ["seed: converges", "seed: never converges",
-                       "small: at the seed's lr x 32 (read as a per-sample lr)"],
-               loc="outside lower center", ncol=3, fontsize=9)  # below the maps, on no data
-    fig.suptitle(f"ReLU 64-32-32-10 on 8x8 digits, {size['steps']} SGD steps")
-    fig.savefig(path, dpi=110)
-
-
-def _why_figure(results, grid, path):
-    names = list(INITS)
-    fig, axes = script.subplots(1, 3, figsize=(15, 4.5), constrained_layout=True)
-    diag = results["softmax+MSE"][-1]
-    pos = np.arange(len(names))
-    axes[0].bar(pos, diag["saturation_init"].mean(axis=(1, 2)), color="#b03a2e")
-    axes[0].set(xticks=pos, ylim=(0, 1), ylabel="fraction of examples with max p > 0.99",
-                title="Softmax saturation at init")
-    axes[0].set_xticklabels(names, rotation=30)
-    g = diag["grad_init"].mean(axis=(1, 2))  # (init, layer)
-    for layer in range(g.shape[-1]):
-        axes[1].bar(pos + 0.25 * (layer - 1), g[:, layer], width=0.25, label=f"layer {layer + 1}")
-    axes[1].set(xticks=pos, yscale="log", ylabel="gradient norm (softmax+MSE)",
-                title="Gradient norm per layer at init")
-    axes[1].set_xticklabels(names, rotation=30)
-    axes[1].legend()
-    lrs = grid.axes["lr"]
-    for i, name in enumerate(names):
-        axes[2].plot(lrs, diag["dead_end"][i].mean(axis=(1, 2)), marker="o", label=name)
-    axes[2].set(xscale="log", ylim=(0, 1), xlabel="learning rate",
-                ylabel="fraction of dead ReLUs after training",
-                title="Dead ReLUs after training (softmax+MSE)")
-    axes[2].legend(fontsize=8)
-    fig.suptitle("Why runs stall: saturated softmax at init, dead units at large learning rates")
-    fig.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ def content_hash(module, quick: bool) -> str:
     h.update(json.dumps(module.SIZES["quick" if quick else "default"], sort_keys=True).encode())
     package = Path(__file__).parent  # bpjax/experiments
     root = package.parent  # bpjax
-    own = {Path(module.__file__).resolve(), (package / "script.py").resolve()}
+    own = {Path(module.__file__).resolve(), (package / "script.py").resolve(),
+           *(p.resolve() for p in package.glob("_*.py"))}  # (private helpers of experiments)
     for path in sorted(root.rglob("*.py")):  # subpackages too (bpjax/sweep/)
         if path.parent.resolve() == package.resolve() and path.resolve() not in own:
             continue
