@@ -53,11 +53,17 @@ def adam(
     return optax.adam(lr, b1=b1, b2=b2, eps=eps)
 
 
+def rmsprop(lr: ArrayLike, decay: ArrayLike = 0.9, eps: ArrayLike = 1e-8
+            ) -> optax.GradientTransformation:
+    return optax.rmsprop(lr, decay=decay, eps=eps)
+
+
 BUILTIN: dict[str, Callable[..., optax.GradientTransformation]] = {
     "sgd": sgd,
     "momentum": momentum,
     "nesterov": nesterov,
     "adam": adam,
+    "rmsprop": rmsprop,
 }
 
 # Axis names that must reach some optimizer (an axis so named that none takes is an

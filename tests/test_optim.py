@@ -15,6 +15,9 @@ OPTIMIZERS_UNDER_TEST = {
     "nesterov": ({"lr": 0.2, "momentum": 0.7}, optax.sgd(0.2, momentum=0.7, nesterov=True)),
     "adam": ({"lr": 0.05, "b1": 0.8, "b2": 0.99, "eps": 1e-6},
              optax.adam(0.05, b1=0.8, b2=0.99, eps=1e-6)),
+    # (eps well above the gradient's smallest entries: with eps = 1e-6 the first steps are
+    # sign-like, lr g / sqrt((1 - decay) g^2), and amplify float rounding of tiny g to 1%)
+    "rmsprop": ({"lr": 0.01, "decay": 0.8, "eps": 1e-2}, optax.rmsprop(0.01, decay=0.8, eps=1e-2)),
 }
 
 NET = nets.mlp([2, 4, 1], activation="tanh")

@@ -206,7 +206,8 @@ def test_hyperparams_by_name_alias_kwargs_and_config():
 def test_builtins_take_what_they_took():
     takes = {n: optim.resolve_one(n).takes for n in optim.BUILTIN}
     assert takes == {"sgd": ("lr",), "momentum": ("lr", "momentum"),
-                     "nesterov": ("lr", "momentum"), "adam": ("lr", "b1", "b2", "eps")}
+                     "nesterov": ("lr", "momentum"), "adam": ("lr", "b1", "b2", "eps"),
+                     "rmsprop": ("lr", "decay", "eps")}
     assert optim.required(optim.resolve_one("adam")) == ("lr",)
     opt = optim.resolve_one("sgd")
     assert optim.hyperparams(opt, {"learning_rate": 0.1, "x0": 1.0}) == {"lr": 0.1}

@@ -111,7 +111,7 @@ def sweep(
         property of the problem.
       init: ``init(config, key) -> params``. ``key`` depends on ``seed`` and on the
         grid's ``seed`` axis, if any (never on the optimizer or other axes).
-      optimizer: a name (``"sgd"``, ``"momentum"``, ``"nesterov"``, ``"adam"``), an
+      optimizer: a name (``"sgd"``, ``"momentum"``, ``"nesterov"``, ``"adam"``, ``"rmsprop"``), an
         optax ``GradientTransformation``, a callable that takes hyperparameters by
         keyword (every grid axis its signature names is passed to it, ``lr`` and
         ``learning_rate`` alike), or a list/dict of those: the result then has a
