@@ -105,8 +105,8 @@ def _figure(steps, sharp, every, path, numbers):
           title="Sharpness rises to 2/lr (dashed) and hovers there")
     b.set(xlabel="step", ylabel="training loss (half-MSE)", yscale="log",
           title="...while the loss keeps falling, not monotonically")
-    a.legend()
-    b.legend()
+    for ax in (a, b):  # below the axes: the curves and the 2/lr lines fill them
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=len(LRS), fontsize=8)
     fig.suptitle(f"Full-batch GD, tanh 64-32-32-10 on {numbers['examples']} digits")
     fig.savefig(path, dpi=110)
 

@@ -155,6 +155,7 @@ def _figure(curves, numbers, path):
                     label=f"{name} (lr {lr}): {s:.0%} reach {TARGET}")
         ax.axhline(TARGET, color="gray", ls=":")
         ax.set(xlabel="SGD step", ylabel="training loss (cross-entropy), median over seeds",
+               yscale="log",  # U[-3,3] starts near 12: a linear axis squashes the others
                title=f"64-32-32-10 {act} net on digits, by initialization\n"
                      f"(the better lr of {LRS}, batch {BATCH}; legend: share of seeds reaching "
                      f"{TARGET})")

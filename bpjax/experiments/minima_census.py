@@ -61,6 +61,7 @@ import os
 
 import jax
 import jax.numpy as jnp
+import matplotlib.ticker
 import numpy as np
 
 import bpjax
@@ -296,6 +297,7 @@ def _figure(numbers, path):
                title=f"{name}: loss levels of the minima (loss 0 drawn at 1e-16)\n"
                      "dots: finite (area = share), x: at infinity; top: count of each")
         ax.legend(fontsize=7, loc="center left")  # mid-height is empty: no level there
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         fig.colorbar(sc, ax=ax, label="log10 loss level")
         ax = axes[1, col]
         bottom = np.zeros(len(rows))
@@ -316,6 +318,7 @@ def _figure(numbers, path):
         ax.set(xlabel="hidden units h", ylabel="fraction of starts",
                title=f"{name}: where the {rows[0]['starts']} starts end, per h")
         ax.set(ylim=(0, 1.42), yticks=np.linspace(0, 1, 6))  # the legend sits above 1
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.legend(fontsize=7, loc="upper center", ncol=2)
     fig.suptitle("Census of local minima of 2-h-1 tanh nets (GD in float32, then float64 "
                  "saddle-free Newton polish)")
