@@ -18,7 +18,8 @@ import numpy as np
 from jax.extend import core as jcore
 
 from bpjax import engine
-from bpjax.sweep.compiled import CACHE_SIZE, Inputs, Spec, bind, start_one
+from bpjax.sweep.compiled import Inputs, Spec, bind, start_one
+from bpjax.sweep.trace import remembered
 
 CALLBACKS = frozenset({"pure_callback", "io_callback"})
 
@@ -44,14 +45,7 @@ def found(spec: Spec, flat: Mapping, seed: int, inputs: Inputs) -> set[str]:
     """The host callback primitives that one configuration's start (init, loss, gradient,
     first records) and one step (the optimizer) call; traced abstractly, not compiled,
     and remembered for the same code and argument shapes (~16 ms for a small MLP)."""
-    abstract = lambda x: (np.shape(x), str(getattr(x, "dtype", type(x))))  # noqa: E731
-    key = (spec.key, jax.tree.structure(inputs), tuple(map(abstract, jax.tree.leaves(inputs))),
-           jax.config.jax_enable_x64)
-    if key not in _FOUND:
-        if len(_FOUND) >= CACHE_SIZE:
-            _FOUND.pop(next(iter(_FOUND)))
-        _FOUND[key] = _trace(spec, flat, seed, inputs)
-    return _FOUND[key]
+    return remembered(_FOUND, spec, inputs, lambda: _trace(spec, flat, seed, inputs))
 
 
 _FOUND: dict = {}

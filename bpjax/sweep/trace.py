@@ -5,7 +5,7 @@
 is an error that names it, and finds the grid axes nothing uses.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -36,15 +36,20 @@ def shapes(spec: Spec, flat: Mapping, seed: int, inputs: Inputs):
     Returns what it finds as ``Traced``; remembered for the same code and argument
     shapes (tracing costs milliseconds per sweep).
     """
+    return remembered(_SHAPES, spec, inputs, lambda: _trace_one(spec, flat, seed, inputs))
+
+
+def remembered(cache: dict, spec: Spec, inputs: Inputs, compute: Callable):
+    """``compute()``, once per spec and argument shapes (``cache`` holds at most
+    ``CACHE_SIZE`` of them): what an abstract trace finds depends on nothing else."""
     abstract = lambda x: (np.shape(x), str(getattr(x, "dtype", type(x))))  # noqa: E731
     key = (spec.key, jax.tree.structure(inputs), tuple(map(abstract, jax.tree.leaves(inputs))),
            jax.config.jax_enable_x64)
-    hit = _SHAPES.get(key)
-    if hit is None:
-        hit = _SHAPES[key] = _trace_one(spec, flat, seed, inputs)
-        if len(_SHAPES) > CACHE_SIZE:
-            _SHAPES.pop(next(iter(_SHAPES)))
-    return hit
+    if key not in cache:
+        if len(cache) >= CACHE_SIZE:
+            cache.pop(next(iter(cache)))
+        cache[key] = compute()
+    return cache[key]
 
 
 def _trace_one(spec: Spec, flat: Mapping, seed: int, inputs: Inputs):
