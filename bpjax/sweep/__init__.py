@@ -57,19 +57,11 @@ def initial_params(init: Callable, grid: Grid | Mapping, seed: int = 0):
     traced = grid.part(grid.traced_dims)
     combos = static.combinations(grid)
     parts = [_initial(init, traced, seed, combo) for combo in combos]
-    shapes = {static.name(c): jax.tree.map(np.shape, p) for c, p in zip(combos, parts)}
-    if len({str(s) for s in shapes.values()}) > 1:
+    if not static.same_shapes(parts):
+        shapes = {static.name(c): jax.tree.map(np.shape, p) for c, p in zip(combos, parts)}
         raise ValueError(f"init gives params of different shapes for the static combinations "
                          f"({shapes}): ask for one combination at a time")
-    lead = tuple(len(grid.axes[d]) for d in grid.static_dims)
-    order = grid.static_dims + grid.traced_dims  # the stacked axes -> the grid's order
-    perm = [order.index(d) for d in grid.axes]
-
-    def stacked(*leaves):
-        a = np.stack(leaves).reshape(lead + traced.shape + leaves[0].shape[len(traced.shape):])
-        return a.transpose(perm + list(range(len(perm), a.ndim)))
-
-    return jax.tree.map(stacked, *parts)
+    return jax.tree.map(static.stacker(grid), *parts)
 
 
 def _initial(init: Callable, grid: Grid, seed: int, fixed=()):

@@ -57,9 +57,10 @@ def run(grid: Grid, plan: Callable, execute: Callable, out=None) -> Result:
     return result
 
 
-def stack(grid: Grid, combos, parts: list[Result]) -> Result:
-    first = parts[0]
-    lead = ("optimizer",) if "optimizer" in first.dims else ()
+def stacker(grid: Grid, lead: tuple = ()):
+    """``stacked(*arrays)``: one array per static combination (in ``combinations`` order),
+    each over ``lead`` + the traced axes (then its own), stacked into one over ``lead`` +
+    every grid axis in the grid's order."""
     static_shape = tuple(len(grid.axes[d]) for d in grid.static_dims)
     # stacked: static axes, then each part's (lead + traced) axes; wanted: lead + grid order
     order = grid.static_dims + lead + grid.traced_dims
@@ -68,6 +69,14 @@ def stack(grid: Grid, combos, parts: list[Result]) -> Result:
     def stacked(*arrays):
         a = np.stack([np.asarray(x) for x in arrays]).reshape(static_shape + arrays[0].shape)
         return np.transpose(a, perm + list(range(len(perm), a.ndim)))
+
+    return stacked
+
+
+def stack(grid: Grid, combos, parts: list[Result]) -> Result:
+    first = parts[0]
+    lead = ("optimizer",) if "optimizer" in first.dims else ()
+    stacked = stacker(grid, lead)
 
     def field(name):
         values = [getattr(p, name) for p in parts]
@@ -82,7 +91,7 @@ def stack(grid: Grid, combos, parts: list[Result]) -> Result:
                 config_steps=sum(p.meta["config_steps"] for p in parts),
                 fingerprints={name(c): p.meta.get("fingerprint") for c, p in zip(combos, parts)})
     meta.pop("fingerprint", None)
-    if _same_shapes([p.final_params for p in parts]):
+    if same_shapes([p.final_params for p in parts]):
         fields.update((n, field(n)) for n in PARAMS)
     else:
         meta["params_by"] = list(grid.static_dims)
@@ -93,7 +102,7 @@ def stack(grid: Grid, combos, parts: list[Result]) -> Result:
     return Result(dims=lead + grid.dims, coords=coords, meta=meta, **fields)
 
 
-def _same_shapes(trees) -> bool:
+def same_shapes(trees) -> bool:
     shape = jax.tree.structure(trees[0]), [np.shape(x) for x in jax.tree.leaves(trees[0])]
     return all((jax.tree.structure(t), [np.shape(x) for x in jax.tree.leaves(t)]) == shape
                for t in trees[1:])
