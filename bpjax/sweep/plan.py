@@ -283,10 +283,15 @@ def size_bytes(tree) -> int:
     return sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
 
 
-def _default_memory(device) -> int:
+def device_limit(device) -> int | None:
+    """The device's memory in bytes, where its backend reports it (not the CPU's)."""
     try:
-        stats = device.memory_stats() or {}
+        limit = (device.memory_stats() or {}).get("bytes_limit")
     except Exception:  # noqa: BLE001 - not every backend reports
-        stats = {}
-    limit = stats.get("bytes_limit")
-    return int(limit) // 2 if limit else DEFAULT_CPU_MEMORY
+        return None
+    return int(limit) if limit else None
+
+
+def _default_memory(device) -> int:
+    limit = device_limit(device)
+    return limit // 2 if limit else DEFAULT_CPU_MEMORY

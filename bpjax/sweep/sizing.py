@@ -15,8 +15,9 @@ import shutil
 import jax
 import numpy as np
 
+from bpjax import history_files
 from bpjax.sweep.host import history_names
-from bpjax.sweep.plan import Plan, size_bytes
+from bpjax.sweep.plan import Plan, device_limit, size_bytes
 
 HINT = ("record less often (bpjax.Record(every=k), k a divisor of steps), keep summaries "
         "only (bpjax.Record(trajectories=False)), or sweep fewer configurations at a time")
@@ -82,7 +83,7 @@ def check_fits(plan: Plan, out=None) -> None:
             f"{' in files' if streamed else ''}, per-run values {_bytes(sizes.finals)}, "
             f"one chunk of {plan.chunk} configurations {_bytes(sizes.chunk_device)}): "
             f"{HINT}{where}")
-    limit = None if cpu else _device_limit(jax.local_devices()[0])
+    limit = None if cpu else device_limit(jax.local_devices()[0])
     n_dev = 1 if plan.sharding is None else len(plan.sharding.mesh.devices.flat)
     if limit is not None and sizes.chunk_device > limit * n_dev:
         raise ValueError(
@@ -107,8 +108,8 @@ def _allocated(folder: str) -> int:
     """Bytes the history files already in ``folder`` hold on disk (a resumed sweep
     reuses them)."""
     try:
-        names = [n for n in os.listdir(folder) if n.startswith("history-")]
-        return sum(os.stat(os.path.join(folder, n)).st_blocks * 512 for n in names)
+        return sum(os.stat(os.path.join(folder, n)).st_blocks * 512
+                   for n in history_files.names(folder))
     except OSError:
         return 0
 
@@ -142,14 +143,6 @@ def available_memory() -> int | None:
     except (OSError, ValueError):
         pass
     return max(0, free)
-
-
-def _device_limit(device) -> int | None:
-    try:
-        limit = (device.memory_stats() or {}).get("bytes_limit")
-    except Exception:  # noqa: BLE001 - not every backend reports
-        return None
-    return int(limit) if limit else None
 
 
 def _bytes(n: int) -> str:
