@@ -40,6 +40,7 @@ with He trains 1 of 4 seeds there. Sigmoid nets reach the target at no depth in
 """
 
 import os
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -47,6 +48,7 @@ import numpy as np
 
 import bpjax
 from bpjax import losses, nets
+from bpjax.compilation_cache import jit_once
 from bpjax.experiments import script
 from bpjax.problems import digits
 
@@ -159,25 +161,25 @@ def run(out: str, quick: bool = False) -> dict:
                "steps": size["steps"], "target_loss": TARGET}
     norms, profiles = {}, {}
     batch = (x[:256], y[:256])
+    keys = jax.random.split(jax.random.key(0), size["seeds"])
+    # every activation's nets start from the same params: (init, seed, ...), one program
+    # for a single run (its random-number code compiles in a fraction of jax.jit's time)
+    params = jit_once(jax.vmap(jax.vmap(partial(init_params, max_depth=size["max_depth"]),
+                                        (0, None)), (None, 0)))(keys, jnp.arange(len(INITS)))
     for act in ACTIVATIONS:
         loss = loss_fn(act)
 
-        def grad_stats(kind, depth, key, loss=loss):
-            p = init_params(key, kind, size["max_depth"])
+        def grad_stats(p, depth, loss=loss):
             g = jax.grad(loss)(p, batch, {"depth": depth})
             return layer_norms(g), g["first"]["w"]
 
-        def preact(kind, key, act=act):
-            p = init_params(key, kind, size["max_depth"])
-            return hidden_preactivations(p, batch[0], act)
-
-        keys = jax.random.split(jax.random.key(0), size["seeds"])
-        over_seeds = jax.vmap(grad_stats, (None, None, 0))
+        over_seeds = jax.vmap(grad_stats, (0, None))
         g_all, w1_all = (np.asarray(a) for a in jax.jit(
-            jax.vmap(jax.vmap(over_seeds, (None, 0, None)), (0, None, None)))(
-            jnp.arange(len(INITS)), jnp.asarray(depths), keys))  # (init, depth, seed, ...)
-        z_all = np.asarray(jax.jit(jax.vmap(jax.vmap(preact, (None, 0)), (0, None)))(
-            jnp.arange(len(INITS)), keys))  # (init, seed, layer, n, width)
+            jax.vmap(jax.vmap(over_seeds, (None, 0)), (0, None)))(
+            params, jnp.asarray(depths)))  # (init, depth, seed, ...)
+        z_all = np.asarray(jax.jit(jax.vmap(jax.vmap(
+            lambda p, act=act: hidden_preactivations(p, batch[0], act))))(params))
+        # (init, seed, layer, n, width)
         for k, init_name in enumerate(INITS):
             g = g_all[k]
             with np.errstate(divide="ignore"):  # a norm that is exactly 0 stays 0

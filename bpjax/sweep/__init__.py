@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bpjax.compilation_cache import jit_once
 from bpjax.grid import Grid
 from bpjax.recorders import KEYWORDS, Record
 from bpjax.result import Result
@@ -71,7 +72,7 @@ def _initial(init: Callable, grid: Grid, seed: int, fixed=()):
         config = {**config, **dict(fixed)}
         return init(config, config_keys(config, np.uint32(seed))[0])
 
-    params = jax.jit(jax.vmap(one))(flat)
+    params = jit_once(jax.vmap(one))(flat)  # the same program as a sweep's init
     return jax.tree.map(lambda x: np.asarray(x).reshape(grid.shape + x.shape[1:]), params)
 
 

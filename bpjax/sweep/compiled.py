@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from bpjax import engine, optim, recorders
+from bpjax.compilation_cache import jit_once
 
 # How many steps between records one iteration of the compiled loop takes, per backend,
 # for nets of at most SMALL_NET params. Measured on an H100: W1 (2 params, 4096 x 1000)
@@ -134,14 +135,37 @@ def _recorders(spec: Spec, loss, inputs: Inputs) -> OrderedDict:
     return out
 
 
-def start_one(spec: Spec, config, base_seed, inputs: Inputs, bound: Bound | None = None):
+def init_one(spec: Spec, config, base_seed) -> Any:
+    """One configuration's initial params."""
+    config = {**config, **dict(spec.static)}
+    return spec.init(config, config_keys(config, base_seed)[0])
+
+
+def start_one(spec: Spec, config, base_seed, inputs: Inputs, bound: Bound | None = None,
+              params=None):
     """One configuration's starting carry (params, optimizer state, loss, gradient, its
     recorders' states) and its records at step 0: ``(carry, records)``."""
     bound = bind(spec, config, base_seed, inputs) if bound is None else bound
-    params = spec.init(bound.config, bound.init_key)
+    params = spec.init(bound.config, bound.init_key) if params is None else params
     carry = engine.init_carry(params, bound.tx, bound.loss, bound.batching, bound.data_key,
                               bound.recorders)
     return carry, engine.record(carry, 0, bound.recorders, bound.loss, bound.batching)[1]
+
+
+def _start(spec: Spec, sharding, begin: Callable) -> Callable:
+    """``Compiled.start`` as two programs: the init alone, compiled for a single run
+    (``jit_once``: the random-number code of an init took seconds to compile at XLA's
+    full optimization), then ``begin`` (the first loss, gradient and records), compiled
+    like the segments so that step 0 is computed by the same code as the later steps."""
+    shard = {} if sharding is None else {"out_shardings": sharding}
+    # (outputs sharded like the segments' inputs, else the second segment compiles again)
+    init = jit_once(jax.vmap(partial(init_one, spec), in_axes=(0, None)), **shard)
+    begin = jax.jit(begin, static_argnums=4, **shard)
+
+    def start(configs, base_seed, inputs, n_cols):
+        return begin(init(configs, base_seed), configs, base_seed, inputs, n_cols)
+
+    return start
 
 
 _CACHE: dict = {}
@@ -172,9 +196,9 @@ def compiled(spec: Spec, sharding=None, unroll: int = 1) -> Compiled:
     def status(carry, broken):  # one array, so the host syncs once per segment
         return live(carry).astype(jnp.int8) + 2 * broken.astype(jnp.int8)
 
-    def start(configs, base_seed, inputs, n_cols):
-        carry, first = jax.vmap(partial(start_one, spec), in_axes=(0, None, None))(
-            configs, base_seed, inputs)
+    def begin(params, configs, base_seed, inputs, n_cols):
+        carry, first = jax.vmap(lambda p, c: start_one(spec, c, base_seed, inputs, params=p))(
+            params, configs)
         return carry, histories(first, n_cols), jax.vmap(engine.finite)(carry)
 
     def histories(first, n_cols):
@@ -215,8 +239,7 @@ def compiled(spec: Spec, sharding=None, unroll: int = 1) -> Compiled:
     functions = Compiled(
         # start's outputs sharded like the segments' (else the second segment compiles
         # again, for new input shardings: W2 cold paid 3 of 11 compiles for it)
-        start=jax.jit(start, static_argnums=3,
-                      **({} if sharding is None else {"out_shardings": sharding})),
+        start=_start(spec, sharding, begin),
         running=jax.jit(live),
         segment=jax.jit(partial(segment, optimistic=False), static_argnums=7,
                         donate_argnums=(0, 1)),
