@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--quick", action="store_true", help="small sizes (minutes, not more)")
     rp.add_argument("--out", default="report", help="output folder (default report/)")
     rp.add_argument("--force", action="store_true", help="rerun even unchanged experiments")
+    rp.add_argument("--jobs", type=_positive("--jobs"), metavar="N",
+                    help="experiments run at once, each in its own process (default: one "
+                         "per core on CPU, 1 on a GPU); the numbers do not depend on it")
     rp.add_argument("--readme", nargs="?", const="README.md", metavar="PATH",
                     help="run nothing: rewrite the findings table of the README (default "
                          "./README.md) from bpjax/experiments/findings.json, the default-size "
@@ -183,7 +186,8 @@ def _main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown experiment(s) {unknown}; registered: "
                      f"{', '.join(experiments.REGISTRY)}")
-    entries = report.reproduce(args.names, quick=args.quick, out=args.out, force=args.force)
+    entries = report.reproduce(args.names, quick=args.quick, out=args.out, force=args.force,
+                               jobs=args.jobs or report.default_jobs())
     failed = [n for n, e in entries.items() if e["status"] == "failed"]
     print(f"wrote {args.out}/index.html" + (f"; failed: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0

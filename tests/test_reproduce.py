@@ -239,11 +239,24 @@ def test_a_failing_experiment_is_reported_and_the_others_run(tmp_path, monkeypat
     broken.run = run
     monkeypatch.setitem(sys.modules, "bpjax.experiments.broken", broken)
     monkeypatch.setattr(experiments, "REGISTRY", ["broken", "quartic"])
-    code = cli.main(["reproduce", "--quick", "--out", str(tmp_path)])
-    assert code == 1
+    code = cli.main(["reproduce", "--quick", "--out", str(tmp_path), "--jobs", "1"])
+    assert code == 1  # (in this process: a fresh one would not see the patched registry)
     text = (tmp_path / "index.html").read_text()
     assert "deliberate failure" in text and "<section id='quartic'>" in text
     assert (tmp_path / "quartic" / "summary.json").exists()
+
+
+def test_processes_compute_what_one_process_does(report, tmp_path):
+    """The report fixture ran SUBSET with the CLI's default --jobs (one process per core
+    here); the same experiment in this process gives the same numbers, and the page."""
+    entries = reproduce.reproduce(SUBSET[:1], quick=True, out=tmp_path, jobs=1)
+    name = SUBSET[0]
+    assert entries[name]["status"] == "ran"
+    assert json.loads((tmp_path / name / "summary.json").read_text()) == json.loads(
+        (report / name / "summary.json").read_text())
+    assert (report / name / "log.txt").exists() == (reproduce.default_jobs() > 1)
+    with pytest.raises(ValueError, match="jobs must be a positive"):
+        reproduce.reproduce(SUBSET[:1], quick=True, out=tmp_path, jobs=0)
 
 
 def test_unknown_experiment_is_refused(capsys):

@@ -32,28 +32,47 @@ def content_hash(module, quick: bool) -> str:
 
 
 def reproduce(names=None, quick: bool = False, out="report", force: bool = False,
-              stream=sys.stderr, store="checkout") -> dict:
+              stream=sys.stderr, store="checkout", jobs: int = 1) -> dict:
     """Runs experiments (all by default) into ``out/NAME/`` and writes ``out/index.html``.
 
     An experiment whose code and sizes are unchanged since its last run in ``out`` is
     reused unless ``force``; one that fails is reported and does not stop the others.
-    At default size each verdict and finding, with its numbers, goes into ``store``: by
-    default ``bpjax/experiments/findings.json`` (which the README's table is made from)
-    when bpjax runs from a source checkout, and nowhere when it is installed (no write
-    into site-packages); a path; or None: nowhere. Returns ``{name: entry}`` with status
+    With ``jobs`` > 1 the experiments run in that many fresh processes at once (their
+    own progress goes to ``out/NAME/log.txt``), the longest of the last run first:
+    compilation, most of a quick run's time, keeps one core busy per process. Each
+    experiment computes the same numbers either way. At default size each verdict and
+    finding, with its numbers, goes into ``store``: by default
+    ``bpjax/experiments/findings.json`` (which the README's table is made from) when
+    bpjax runs from a source checkout, and nowhere when it is installed (no write into
+    site-packages); a path; or None: nowhere. Returns ``{name: entry}`` with status
     ``ran``, ``reused`` or ``failed``.
     """
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a positive number of processes, not {jobs!r}")
     names = list(experiments.REGISTRY) if not names else list(names)
     modules = {n: experiments.load(n) for n in names}  # unknown names fail before anything runs
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    entries = {}
+    entries, todo = {}, []
     t_all = time.perf_counter()
+
+    def done(name, entry):
+        folder = out / name
+        entry["figures"] = sorted(p.name for p in folder.glob("*.png"))
+        entry["files"] = sorted(p.name for p in folder.glob("*.csv"))
+        if entry.get("numbers"):
+            tables.write_tables(folder, entry["numbers"])
+        entries[name] = entry
+        bar = "#" * (30 * len(entries) // len(modules))
+        stream.write(f"    overall [{bar:<30}] {len(entries)}/{len(modules)}, "
+                     f"{time.perf_counter() - t_all:.0f}s: {name} {entry['status']} "
+                     f"in {entry['seconds']:.1f}s\n")
+        stream.flush()
+
     for i, (name, module) in enumerate(modules.items()):
         folder = out / name
         folder.mkdir(exist_ok=True)
         digest = content_hash(module, quick)
-        stream.write(f"[{i + 1}/{len(modules)}] {name}: ")
         entry = {"question": module.QUESTION, "seed": getattr(module, "SEED", ""),
                  "quick": quick,
                  "sizes": module.SIZES["quick" if quick else "default"], "hash": digest}
@@ -62,33 +81,18 @@ def reproduce(names=None, quick: bool = False, out="report", force: bool = False
                 and (folder / "summary.json").exists():
             entry.update(status="reused", seconds=stored["seconds"],
                          numbers=_read_json(folder / "summary.json"))
-            stream.write("unchanged, reused\n")
+            stream.write(f"[{i + 1}/{len(modules)}] {name}: unchanged, reused\n")
+            done(name, entry)
+        elif jobs == 1:
+            stream.write(f"[{i + 1}/{len(modules)}] {name}: running\n")
+            entry.update(_run(module.run, folder, quick))
+            _finish(folder, entry)
+            done(name, entry)
         else:
-            stream.write("running\n")
-            t0 = time.perf_counter()
-            try:
-                numbers = module.run(str(folder), quick=quick)
-                entry.update(status="ran", numbers=numbers)
-            except Exception as e:  # noqa: BLE001 - one failure must not stop the others
-                entry.update(status="failed", error=f"{type(e).__name__}: {e}",
-                             traceback=traceback.format_exc())
-            entry["seconds"] = time.perf_counter() - t0
-            if entry["status"] == "ran":
-                atomic_write_text(folder / HASH_FILE, json.dumps(
-                    {"hash": digest, "seconds": entry["seconds"]}))
-            elif (folder / HASH_FILE).exists():
-                (folder / HASH_FILE).unlink()
-        entry["figures"] = sorted(p.name for p in folder.glob("*.png"))
-        entry["files"] = sorted(p.name for p in folder.glob("*.csv"))
-        if entry.get("numbers"):
-            tables.write_tables(folder, entry["numbers"])
-        entries[name] = entry
-        done = sum(1 for _ in entries)
-        bar = "#" * (30 * done // len(modules))
-        stream.write(f"    overall [{bar:<30}] {done}/{len(modules)}, "
-                     f"{time.perf_counter() - t_all:.0f}s: {name} {entry['status']} "
-                     f"in {entry['seconds']:.1f}s\n")
-        stream.flush()
+            todo.append((name, entry, stored.get("seconds", 0.0) if stored else 0.0))
+    if todo:
+        _run_in_processes(todo, out, quick, jobs, stream, done)
+    entries = {n: entries[n] for n in modules}  # in the registry's order
     atomic_write_text(out / "index.html", page.render(entries, machine()))
     if store == "checkout":
         store = findings.FILE if findings.in_checkout() else None
@@ -96,6 +100,83 @@ def reproduce(names=None, quick: bool = False, out="report", force: bool = False
         stream.write(f"stored the findings in {store}; `bpjax reproduce --readme` rewrites "
                      "the README's table from them\n")
     return entries
+
+
+def default_jobs() -> int:
+    """``bpjax reproduce``'s processes: one per core on a CPU backend (each process
+    compiles on one core), one on an accelerator (whose memory one process takes)."""
+    import jax
+
+    from bpjax import devices
+
+    return devices.cores() if jax.default_backend() == "cpu" else 1
+
+
+HEARTBEAT = 30.0  # seconds between "still running" lines while processes work
+
+
+def _run_in_processes(todo, out: Path, quick: bool, jobs: int, stream, done) -> None:
+    """Runs ``todo`` ([(name, entry, last seconds)]) in ``jobs`` fresh processes, the
+    longest first, and hands each finished entry to ``done``."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    todo = sorted(todo, key=lambda t: -t[2])  # (stable: registry order when none ran)
+    jobs = min(jobs, len(todo))
+    stream.write(f"running {len(todo)} experiments in {jobs} processes (each one's own "
+                 f"progress in {out}/NAME/log.txt)\n")
+    stream.flush()
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pending = {pool.submit(_worker, name, str(out / name), quick): (name, entry)
+                   for name, entry, _ in todo}
+        while pending:
+            finished, _ = wait(pending, timeout=HEARTBEAT, return_when=FIRST_COMPLETED)
+            for future in finished:
+                name, entry = pending.pop(future)
+                try:
+                    entry.update(future.result())
+                except Exception as e:  # noqa: BLE001 - a process that died (memory, a crash)
+                    entry.update(status="failed", seconds=0.0,
+                                 error=f"its process died: {type(e).__name__}: {e}")
+                _finish(out / name, entry)
+                done(name, entry)
+            if not finished:
+                running = [n for f, (n, _) in pending.items() if f.running()]
+                stream.write(f"    ... {time.perf_counter() - t0:.0f}s, running: "
+                             f"{', '.join(running) or '(starting)'}\n")
+                stream.flush()
+
+
+def _worker(name: str, folder: str, quick: bool) -> dict:
+    """One experiment in a process of its own; its progress to ``folder/log.txt``."""
+    import contextlib
+
+    module = experiments.load(name)
+    with open(Path(folder) / "log.txt", "w") as log, contextlib.redirect_stderr(log), \
+            contextlib.redirect_stdout(log):
+        return _run(module.run, Path(folder), quick)
+
+
+def _run(run, folder: Path, quick: bool) -> dict:
+    """An experiment's outcome: status, numbers or error, and its seconds."""
+    t0 = time.perf_counter()
+    try:
+        outcome = {"status": "ran", "numbers": run(str(folder), quick=quick)}
+    except Exception as e:  # noqa: BLE001 - one failure must not stop the others
+        outcome = {"status": "failed", "error": f"{type(e).__name__}: {e}",
+                   "traceback": traceback.format_exc()}
+    outcome["seconds"] = time.perf_counter() - t0
+    return outcome
+
+
+def _finish(folder: Path, entry: dict) -> None:
+    """The hash file of a run that worked (the next run reuses it); none for a failure."""
+    if entry["status"] == "ran":
+        atomic_write_text(folder / HASH_FILE, json.dumps(
+            {"hash": entry["hash"], "seconds": entry["seconds"]}))
+    elif (folder / HASH_FILE).exists():
+        (folder / HASH_FILE).unlink()
 
 
 def machine() -> dict:
