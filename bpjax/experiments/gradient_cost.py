@@ -47,6 +47,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from bpjax import backprop, losses, nets
+from bpjax.compilation_cache import ONCE, jit_once
 from bpjax.experiments import script
 
 SEED = "003"  # the seed document it answers (../shared/seeds/)
@@ -65,7 +66,7 @@ QUADRATIC = ("forward_mode", "finite_differences")
 
 def problem(width: int):
     net = nets.mlp([width, width, width, 1], activation="tanh")
-    params = net.init(jax.random.key(0))
+    params = jit_once(net.init)(jax.random.key(0))
     rng = np.random.default_rng(0)
     batch = (jnp.asarray(rng.normal(size=(BATCH, width)), jnp.float32),
              jnp.asarray(rng.normal(size=(BATCH, 1)), jnp.float32))
@@ -97,13 +98,14 @@ def memory_problem(width: int, depth: int, batch: int = MEMORY_BATCH):
     data = (jnp.asarray(rng.normal(size=(batch, width)), jnp.float32),
             jnp.asarray(rng.normal(size=(batch, 1)), jnp.float32))
     loss = losses.supervised(net.apply, "mse")
-    return net.init(jax.random.key(0)), data, {"forward": loss, "reverse": jax.grad(loss)}
+    return jit_once(net.init)(jax.random.key(0)), data, {"forward": loss,
+                                                         "reverse": jax.grad(loss)}
 
 
 def memory(fn, *args) -> dict:
     """XLA's buffer assignment of the compiled ``fn``: bytes of temporaries, arguments and
-    outputs."""
-    m = jax.jit(fn).lower(*args).compile().memory_analysis()
+    outputs (decided before LLVM's passes: compiled at ``ONCE``'s level, the same)."""
+    m = jax.jit(fn).lower(*args).compile(compiler_options=ONCE).memory_analysis()
     return {"temp_bytes": int(m.temp_size_in_bytes), "argument_bytes":
             int(m.argument_size_in_bytes), "output_bytes": int(m.output_size_in_bytes)}
 
@@ -130,7 +132,9 @@ def measure_memory(size) -> dict:
 
 
 def measure(fn, arg, timed: bool, repeats: int):
-    compiled = jax.jit(fn).lower(arg).compile()
+    # XLA counts the FLOPs of its optimized HLO, which LLVM's level does not change: only
+    # a timed program is compiled at full optimization
+    compiled = jax.jit(fn).lower(arg).compile(compiler_options=None if timed else ONCE)
     flops = float(compiled.cost_analysis()["flops"])
     seconds = None
     if timed:
