@@ -47,6 +47,7 @@ import numpy as np
 
 import bpjax
 from bpjax import diagnostics, losses, nets, second_order, trajectories
+from bpjax.compilation_cache import jit_once
 from bpjax.experiments import script
 from bpjax.problems import SEED000_TARGET, seed000_loss, seed000_net
 
@@ -101,7 +102,7 @@ def part_tangent(size):
                     net.apply, "half_mse")(p, data)
                 starts = jax.vmap(lambda k, net=net: jax.tree.map(
                     lambda w: w.astype(jnp.float64), net.init(k)))(keys)
-            actual, first, second, curv = (np.asarray(v) for v in jax.jit(jax.vmap(
+            actual, first, second, curv = (np.asarray(v) for v in jit_once(jax.vmap(
                 lambda p, loss=loss: tangent_errors(loss, p, etas.astype(jnp.float64))))(starts))
         e1 = np.abs(actual - first)
         e2 = np.abs(actual - second)
