@@ -38,7 +38,8 @@ def reproduce(names=None, quick: bool = False, out="report", force: bool = False
     An experiment whose code and sizes are unchanged since its last run in ``out`` is
     reused unless ``force``; one that fails is reported and does not stop the others.
     With ``jobs`` > 1 the experiments run in that many fresh processes at once (their
-    own progress goes to ``out/NAME/log.txt``), the longest of the last run first:
+    own progress goes to ``out/NAME/log.txt``), the longest of their last runs first
+    (their seconds are kept beside the compiled programs, in ``~/.cache/bpjax``):
     compilation, most of a quick run's time, keeps one core busy per process. Each
     experiment computes the same numbers either way. At default size each verdict and
     finding, with its numbers, goes into ``store``: by default
@@ -89,9 +90,10 @@ def reproduce(names=None, quick: bool = False, out="report", force: bool = False
             _finish(folder, entry)
             done(name, entry)
         else:
-            todo.append((name, entry, stored.get("seconds", 0.0) if stored else 0.0))
+            todo.append((name, entry))
     if todo:
         _run_in_processes(todo, out, quick, jobs, stream, done)
+    _remember_seconds(entries, quick)
     entries = {n: entries[n] for n in modules}  # in the registry's order
     atomic_write_text(out / "index.html", page.render(entries, machine()))
     if store == "checkout":
@@ -115,13 +117,36 @@ def default_jobs() -> int:
 HEARTBEAT = 30.0  # seconds between "still running" lines while processes work
 
 
+def _seconds_file() -> Path:
+    """The experiments' last run times, beside the compiled programs (only an order)."""
+    from bpjax import compilation_cache
+
+    return Path(compilation_cache.directory()) / "reproduce-seconds.json"
+
+
+def _remember_seconds(entries: dict, quick: bool) -> None:
+    ran = {f"{'quick' if quick else 'default'}/{n}": e["seconds"]
+           for n, e in entries.items() if e["status"] == "ran"}
+    if not ran:
+        return
+    try:
+        path = _seconds_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps({**(_read_json(path) or {}), **ran}, indent=1))
+    except OSError:
+        pass  # only the next run's order is lost
+
+
 def _run_in_processes(todo, out: Path, quick: bool, jobs: int, stream, done) -> None:
-    """Runs ``todo`` ([(name, entry, last seconds)]) in ``jobs`` fresh processes, the
-    longest first, and hands each finished entry to ``done``."""
+    """Runs ``todo`` ([(name, entry)]) in ``jobs`` fresh processes, the longest of their
+    last runs first (so that no long one starts last), and hands each finished entry
+    to ``done``."""
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    todo = sorted(todo, key=lambda t: -t[2])  # (stable: registry order when none ran)
+    last = _read_json(_seconds_file()) or {}
+    size = "quick" if quick else "default"
+    todo = sorted(todo, key=lambda t: -last.get(f"{size}/{t[0]}", 0.0))  # (stable)
     jobs = min(jobs, len(todo))
     stream.write(f"running {len(todo)} experiments in {jobs} processes (each one's own "
                  f"progress in {out}/NAME/log.txt)\n")
@@ -129,7 +154,7 @@ def _run_in_processes(todo, out: Path, quick: bool, jobs: int, stream, done) -> 
     t0 = time.perf_counter()
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         pending = {pool.submit(_worker, name, str(out / name), quick): (name, entry)
-                   for name, entry, _ in todo}
+                   for name, entry in todo}
         while pending:
             finished, _ = wait(pending, timeout=HEARTBEAT, return_when=FIRST_COMPLETED)
             for future in finished:
