@@ -104,10 +104,10 @@ def test_a_second_process_compiles_nothing(shared):
     home, cold, warm = shared
     assert cold["cache_dir"] == str(home / "bpjax") == warm["cache_dir"]
     first, again = cold["calls"][0], warm["calls"][0]
-    assert first["xla"] == first["misses"] == 3 and first["hits"] == 0  # written to disk
-    assert again["xla"] == 0 and again["hits"] == again["compile"] == 3  # loaded from it
+    assert first["xla"] == first["misses"] == 4 and first["hits"] == 0  # written to disk
+    assert again["xla"] == 0 and again["hits"] == again["compile"] == 4  # loaded from it
     assert again["final_loss"] == first["final_loss"]  # bit for bit
-    assert len(list((home / "bpjax").glob("*-cache"))) == 3
+    assert len(list((home / "bpjax").glob("*-cache"))) == 4
 
 
 def test_a_fresh_lambda_is_served_from_disk(shared):
@@ -115,7 +115,7 @@ def test_a_fresh_lambda_is_served_from_disk(shared):
     # (they key on the function), is traced and lowered again, and then loaded.
     _, cold, _ = shared
     second = cold["calls"][1]
-    assert second["xla"] == 0 and second["hits"] == 3
+    assert second["xla"] == 0 and second["hits"] == 4
     assert second["final_loss"] == cold["calls"][0]["final_loss"]
 
 
@@ -130,26 +130,30 @@ def test_one_device_does_not_load_two_device_programs(shared):
     assert one["calls"][0]["final_loss"] == cold["calls"][0]["final_loss"]
 
 
-def test_first_sweep_compiles_three_programs(off):
-    # 3 compiled programs, on 2 CPU devices with one optimizer and no static axes: the
-    # init (``init_one``, compiled for a single run: its random-number code is what a
-    # start cost to compile), ``begin`` (initial carry, history buffers, finite test)
-    # and the optimistic ``segment`` (all 20 steps in one segment; nothing diverges, so
-    # the guarded segment is never compiled). More means a sweep compiles more than it did.
+def test_first_sweep_compiles_four_programs(off):
+    # 4 compiled programs, on 2 CPU devices with one optimizer and no static axes: the
+    # runs' keys (``keys_one``) and their init (``init_one``), both compiled for a single
+    # run (random-number code is what a start cost to compile, and the keys' fold_in and
+    # split, in every program, half of a segment's), ``begin`` (initial carry, history
+    # buffers, finite test) and the optimistic ``segment`` (all 20 steps in one segment;
+    # nothing diverges, so the guarded segment is never compiled). More means a sweep
+    # compiles more than it did.
     _, out = off
     call = out["calls"][0]
-    assert call["programs"] == ["jit(init_one)", "jit(begin)", "jit(segment)"]
-    assert call["xla"] == call["compile"] == 3
+    assert call["programs"] == ["jit(keys_one)", "jit(init_one)", "jit(begin)",
+                                "jit(segment)"]
+    assert call["xla"] == call["compile"] == 4
 
 
-def test_a_two_segment_sweep_compiles_three_programs_too(off):
+def test_a_two_segment_sweep_compiles_four_programs_too(off):
     # the start gives its outputs the segments' sharding, so the second segment runs
     # the first one's program (it compiled again, for new input shardings, when the
     # start returned the carry's constant leaves replicated).
     _, out = off
     call = out["calls"][1]
-    assert call["programs"] == ["jit(init_one)", "jit(begin)", "jit(segment)"]
-    assert call["xla"] == call["compile"] == 3
+    assert call["programs"] == ["jit(keys_one)", "jit(init_one)", "jit(begin)",
+                                "jit(segment)"]
+    assert call["xla"] == call["compile"] == 4
 
 
 def test_bpjax_cache_0_changes_nothing(off):

@@ -69,6 +69,8 @@ class Compiled(NamedTuple):
     met a non-finite value in the segment (never when guarded).
     """
 
+    keys: Callable  # (configs, base_seed) -> per row its (init, data) key data, which
+    #   the others read from ``configs[KEYS]`` where it is given
     start: Callable  # (configs, base_seed, inputs, n_cols) -> (carry, histories with
     #   column 0 filled, per row whether it is finite)
     running: Callable  # carry -> per row, whether the run still takes steps
@@ -82,10 +84,24 @@ class Compiled(NamedTuple):
 
 def config_keys(config: Mapping, base_seed):
     """The (init, data) keys of one configuration: from the base seed and ``seed`` axis."""
+    if KEYS in config:  # computed once per chunk (``Compiled.keys``)
+        return tuple(jax.random.wrap_key_data(k) for k in config[KEYS])
     key = jax.random.key(base_seed)
     if "seed" in config:
         key = jax.random.fold_in(key, config["seed"])
     return jax.random.split(key)
+
+
+# The configurations' entry for their (init, data) key data, which ``Compiled.keys``
+# computes once per chunk: the random-number code of a fold_in and a split, in every
+# program, was half of W2's segment's compilation and more of its start's.
+KEYS = "__bpjax_keys__"
+
+
+def keys_one(spec: Spec, config, base_seed) -> jax.Array:
+    """One configuration's (init, data) keys as key data, shape (2, ...)."""
+    config = {**config, **dict(spec.static)}  # (a static seed axis is folded in too)
+    return jax.random.key_data(config_keys(config, base_seed))
 
 
 class Bound(NamedTuple):
@@ -105,6 +121,7 @@ def bind(spec: Spec, config: Mapping, base_seed, inputs: Inputs) -> Bound:
     config = {**config, **dict(spec.static)}
     data = inputs.data
     init_key, data_key = config_keys(config, base_seed)
+    config.pop(KEYS, None)  # (not the user's)
     tx = spec.opt.factory(**optim.hyperparams(spec.opt, config))
     extra = {"config": config} if spec.loss_takes_config else {}
     if spec.has_data:
@@ -138,7 +155,9 @@ def _recorders(spec: Spec, loss, inputs: Inputs) -> OrderedDict:
 def init_one(spec: Spec, config, base_seed) -> Any:
     """One configuration's initial params."""
     config = {**config, **dict(spec.static)}
-    return spec.init(config, config_keys(config, base_seed)[0])
+    key = config_keys(config, base_seed)[0]
+    config.pop(KEYS, None)
+    return spec.init(config, key)
 
 
 def start_one(spec: Spec, config, base_seed, inputs: Inputs, bound: Bound | None = None,
@@ -239,6 +258,8 @@ def compiled(spec: Spec, sharding=None, unroll: int = 1) -> Compiled:
     functions = Compiled(
         # start's outputs sharded like the segments' (else the second segment compiles
         # again, for new input shardings: W2 cold paid 3 of 11 compiles for it)
+        keys=jit_once(jax.vmap(partial(keys_one, spec), in_axes=(0, None)),
+                      **({} if sharding is None else {"out_shardings": sharding})),
         start=_start(spec, sharding, begin),
         running=jax.jit(live),
         segment=jax.jit(partial(segment, optimistic=False), static_argnums=7,
