@@ -196,3 +196,35 @@ def test_a_cache_entry_is_whole_or_absent(tmp_path, monkeypatch):
     assert cache.get("k") is None  # not a truncated entry
     cache.put("k", b"x" * 1000)
     assert cache.get("k") == b"x" * 1000
+
+
+CHUNKS = """
+import json
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+names = []
+
+def on_duration(event, secs, fun_name=None, **kw):
+    if event == "/jax/core/compile/backend_compile_duration":
+        names.append(fun_name)
+
+jax.monitoring.register_event_duration_secs_listener(on_duration)
+import bpjax
+
+r = bpjax.sweep(lambda p: jnp.sum(p["w"] ** 2),
+                lambda c, k: {"w": jax.random.normal(k, (3,)) * c["x0"]}, "sgd",
+                bpjax.Grid(lr=np.linspace(0.1, 0.2, 8), x0=[1.0, 2.0]), steps=20,
+                progress=False, chunk_size=4)
+print(json.dumps({"programs": [n for n in names if n != "jit(stage)"],
+                  "final_loss": [float(x).hex() for x in np.ravel(r.final_loss)]}))
+"""
+
+
+def test_four_chunks_compile_what_one_does(tmp_path):
+    # every chunk's start is checked before any trains, through the same programs the
+    # chunks then run (a check without the keys would have compiled its own start)
+    out, _ = python(CHUNKS, XDG_CACHE_HOME=str(tmp_path), BPJAX_CACHE="0")
+    assert out["programs"] == ["jit(keys_one)", "jit(init_one)", "jit(begin)", "jit(segment)"]
+    assert len(out["final_loss"]) == 16 and all(x != "nan" for x in out["final_loss"])

@@ -171,7 +171,7 @@ def start_one(spec: Spec, config, base_seed, inputs: Inputs, bound: Bound | None
     return carry, engine.record(carry, 0, bound.recorders, bound.loss, bound.batching)[1]
 
 
-def _start(spec: Spec, sharding, begin: Callable) -> Callable:
+def _start(spec: Spec, sharding, begin: Callable, keys: Callable) -> Callable:
     """``Compiled.start`` as two programs: the init alone, compiled for a single run
     (``jit_once``: the random-number code of an init took seconds to compile at XLA's
     full optimization), then ``begin`` (the first loss, gradient and records), compiled
@@ -182,6 +182,8 @@ def _start(spec: Spec, sharding, begin: Callable) -> Callable:
     begin = jax.jit(begin, static_argnums=4, **shard)
 
     def start(configs, base_seed, inputs, n_cols):
+        if KEYS not in configs:  # (the same programs whoever calls)
+            configs = {**configs, KEYS: keys(configs, base_seed)}
         return begin(init(configs, base_seed), configs, base_seed, inputs, n_cols)
 
     return start
@@ -255,12 +257,13 @@ def compiled(spec: Spec, sharding=None, unroll: int = 1) -> Compiled:
 
     # Each segment runs optimistically first (its input carry kept: not donated), and
     # again with the per-step guard from that carry where some run met a non-finite value.
+    keys = jit_once(jax.vmap(partial(keys_one, spec), in_axes=(0, None)),
+                    **({} if sharding is None else {"out_shardings": sharding}))
     functions = Compiled(
         # start's outputs sharded like the segments' (else the second segment compiles
         # again, for new input shardings: W2 cold paid 3 of 11 compiles for it)
-        keys=jit_once(jax.vmap(partial(keys_one, spec), in_axes=(0, None)),
-                      **({} if sharding is None else {"out_shardings": sharding})),
-        start=_start(spec, sharding, begin),
+        keys=keys,
+        start=_start(spec, sharding, begin, keys),
         running=jax.jit(live),
         segment=jax.jit(partial(segment, optimistic=False), static_argnums=7,
                         donate_argnums=(0, 1)),
