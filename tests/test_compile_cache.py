@@ -104,10 +104,10 @@ def test_a_second_process_compiles_nothing(shared):
     home, cold, warm = shared
     assert cold["cache_dir"] == str(home / "bpjax") == warm["cache_dir"]
     first, again = cold["calls"][0], warm["calls"][0]
-    assert first["xla"] == first["misses"] == 4 and first["hits"] == 0  # written to disk
-    assert again["xla"] == 0 and again["hits"] == again["compile"] == 4  # loaded from it
+    assert first["xla"] == first["misses"] == 3 and first["hits"] == 0  # written to disk
+    assert again["xla"] == 0 and again["hits"] == again["compile"] == 3  # loaded from it
     assert again["final_loss"] == first["final_loss"]  # bit for bit
-    assert len(list((home / "bpjax").glob("*-cache"))) == 4
+    assert len(list((home / "bpjax").glob("*-cache"))) == 3
 
 
 def test_a_fresh_lambda_is_served_from_disk(shared):
@@ -115,7 +115,7 @@ def test_a_fresh_lambda_is_served_from_disk(shared):
     # (they key on the function), is traced and lowered again, and then loaded.
     _, cold, _ = shared
     second = cold["calls"][1]
-    assert second["xla"] == 0 and second["hits"] == 4
+    assert second["xla"] == 0 and second["hits"] == 3
     assert second["final_loss"] == cold["calls"][0]["final_loss"]
 
 
@@ -130,30 +130,28 @@ def test_one_device_does_not_load_two_device_programs(shared):
     assert one["calls"][0]["final_loss"] == cold["calls"][0]["final_loss"]
 
 
-def test_first_sweep_compiles_four_programs(off):
-    # 4 compiled programs, on 2 CPU devices with one optimizer and no static axes: the
-    # runs' keys (``keys_one``) and their init (``init_one``), both compiled for a single
-    # run (random-number code is what a start cost to compile, and the keys' fold_in and
-    # split, in every program, half of a segment's), ``begin`` (initial carry, history
-    # buffers, finite test) and the optimistic ``segment`` (all 20 steps in one segment;
-    # nothing diverges, so the guarded segment is never compiled). More means a sweep
-    # compiles more than it did.
+def test_first_sweep_compiles_three_programs(off):
+    # 3 compiled programs, on 2 CPU devices with one optimizer and no static axes: the
+    # init (``init_one``, compiled for a single run: the random-number code of an init
+    # is what a start cost to compile), ``begin`` (initial carry, history buffers, finite
+    # test) and the optimistic ``segment`` (all 20 steps in one segment; nothing
+    # diverges, so the guarded segment is never compiled). A sweep with mini-batches
+    # adds its keys' program (test_mini_batches_compute_their_keys_once). More means a
+    # sweep compiles more than it did.
     _, out = off
     call = out["calls"][0]
-    assert call["programs"] == ["jit(keys_one)", "jit(init_one)", "jit(begin)",
-                                "jit(segment)"]
-    assert call["xla"] == call["compile"] == 4
+    assert call["programs"] == ["jit(init_one)", "jit(begin)", "jit(segment)"]
+    assert call["xla"] == call["compile"] == 3
 
 
-def test_a_two_segment_sweep_compiles_four_programs_too(off):
+def test_a_two_segment_sweep_compiles_three_programs_too(off):
     # the start gives its outputs the segments' sharding, so the second segment runs
     # the first one's program (it compiled again, for new input shardings, when the
     # start returned the carry's constant leaves replicated).
     _, out = off
     call = out["calls"][1]
-    assert call["programs"] == ["jit(keys_one)", "jit(init_one)", "jit(begin)",
-                                "jit(segment)"]
-    assert call["xla"] == call["compile"] == 4
+    assert call["programs"] == ["jit(init_one)", "jit(begin)", "jit(segment)"]
+    assert call["xla"] == call["compile"] == 3
 
 
 def test_bpjax_cache_0_changes_nothing(off):
@@ -213,18 +211,21 @@ def on_duration(event, secs, fun_name=None, **kw):
 jax.monitoring.register_event_duration_secs_listener(on_duration)
 import bpjax
 
-r = bpjax.sweep(lambda p: jnp.sum(p["w"] ** 2),
-                lambda c, k: {"w": jax.random.normal(k, (3,)) * c["x0"]}, "sgd",
+data = (np.linspace(-1, 1, 16).reshape(8, 2), np.ones((8, 1)))
+r = bpjax.sweep(lambda p, batch: jnp.mean((batch[0] @ p["w"] - batch[1]) ** 2),
+                lambda c, k: {"w": jax.random.normal(k, (2, 1)) * c["x0"]}, "sgd",
                 bpjax.Grid(lr=np.linspace(0.1, 0.2, 8), x0=[1.0, 2.0]), steps=20,
-                progress=False, chunk_size=4)
+                data=data, batch_size=4, progress=False, chunk_size=4)
 print(json.dumps({"programs": [n for n in names if n != "jit(stage)"],
                   "final_loss": [float(x).hex() for x in np.ravel(r.final_loss)]}))
 """
 
 
-def test_four_chunks_compile_what_one_does(tmp_path):
-    # every chunk's start is checked before any trains, through the same programs the
-    # chunks then run (a check without the keys would have compiled its own start)
+def test_mini_batches_compute_their_keys_once(tmp_path):
+    # a mini-batch sweep's keys (its batches' data key) come from a program of their own,
+    # read by the others; its 4 chunks' starts are all checked before any trains,
+    # through the same programs the chunks then run (a check without the keys would
+    # have compiled its own start)
     out, _ = python(CHUNKS, XDG_CACHE_HOME=str(tmp_path), BPJAX_CACHE="0")
     assert out["programs"] == ["jit(keys_one)", "jit(init_one)", "jit(begin)", "jit(segment)"]
     assert len(out["final_loss"]) == 16 and all(x != "nan" for x in out["final_loss"])

@@ -48,6 +48,12 @@ class Spec(NamedTuple):
     static: tuple[tuple[str, Any], ...] = ()  # (axis, Python value) of a static combination
 
     @property
+    def draws_batches(self) -> bool:
+        """Whether every step draws from the data key (a mini-batch): then the keys are
+        computed once per chunk (``KEYS``); else XLA drops the unused data key itself."""
+        return self.has_data and self.batch_size is not None
+
+    @property
     def key(self):
         return (self.loss_fn, self.loss_takes_config, self.init, self.opt.source, self.axes,
                 self.record_every, self.batch_size, self.has_data, self.record_params,
@@ -70,7 +76,7 @@ class Compiled(NamedTuple):
     """
 
     keys: Callable  # (configs, base_seed) -> per row its (init, data) key data, which
-    #   the others read from ``configs[KEYS]`` where it is given
+    #   the others read from ``configs[KEYS]`` where it is given (``with_keys``)
     start: Callable  # (configs, base_seed, inputs, n_cols) -> (carry, histories with
     #   column 0 filled, per row whether it is finite)
     running: Callable  # carry -> per row, whether the run still takes steps
@@ -93,8 +99,9 @@ def config_keys(config: Mapping, base_seed):
 
 
 # The configurations' entry for their (init, data) key data, which ``Compiled.keys``
-# computes once per chunk: the random-number code of a fold_in and a split, in every
-# program, was half of W2's segment's compilation and more of its start's.
+# computes once per chunk of a mini-batch sweep: there the random-number code of a
+# fold_in and a split, in every program, was a third of the compilation (a digits
+# sweep's segment 2.7 s with it, about 1.6 without).
 KEYS = "__bpjax_keys__"
 
 
@@ -171,6 +178,13 @@ def start_one(spec: Spec, config, base_seed, inputs: Inputs, bound: Bound | None
     return carry, engine.record(carry, 0, bound.recorders, bound.loss, bound.batching)[1]
 
 
+def with_keys(spec: Spec, keys: Callable, configs: dict, base_seed) -> dict:
+    """``configs`` with their keys (``KEYS``) where ``spec`` draws mini-batches."""
+    if not spec.draws_batches or KEYS in configs:
+        return configs
+    return {**configs, KEYS: keys(configs, base_seed)}
+
+
 def _start(spec: Spec, sharding, begin: Callable, keys: Callable) -> Callable:
     """``Compiled.start`` as two programs: the init alone, compiled for a single run
     (``jit_once``: the random-number code of an init took seconds to compile at XLA's
@@ -182,8 +196,7 @@ def _start(spec: Spec, sharding, begin: Callable, keys: Callable) -> Callable:
     begin = jax.jit(begin, static_argnums=4, **shard)
 
     def start(configs, base_seed, inputs, n_cols):
-        if KEYS not in configs:  # (the same programs whoever calls)
-            configs = {**configs, KEYS: keys(configs, base_seed)}
+        configs = with_keys(spec, keys, configs, base_seed)  # (the same programs whoever calls)
         return begin(init(configs, base_seed), configs, base_seed, inputs, n_cols)
 
     return start

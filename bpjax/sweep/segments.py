@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bpjax import engine
-from bpjax.sweep.compiled import CACHE_SIZE, KEYS, Compiled, Spec, bind
+from bpjax.sweep.compiled import CACHE_SIZE, Compiled, Spec, bind, with_keys
 from bpjax.sweep.host import Host
 from bpjax.sweep.plan import Options, Plan, SegmentInfo, chunk_configs
 
@@ -58,7 +58,7 @@ def run_chunk(plan: Plan, spec: Spec, functions: Compiled, host: Host, configs, 
     arrays, or None) and losses at step 0."""
     m, n_rec = at.hi - at.lo, plan.n_records
     n_dev = 1 if plan.sharding is None else len(plan.sharding.mesh.devices.flat)
-    configs = {**configs, KEYS: functions.keys(configs, base_seed)}
+    configs = with_keys(spec, functions.keys, configs, base_seed)
     if resume is not None:
         done = int(resume["position"][2])
         like = jax.tree.structure(plan.carry_shapes[at.opt])  # this optimizer's state
