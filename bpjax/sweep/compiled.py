@@ -88,6 +88,13 @@ class Compiled(NamedTuple):
     rewind: Callable  # (carry, before, rows) -> carry, with the rows' values from before
 
 
+# The configurations' entry for their (init, data) key data, which ``Compiled.keys``
+# computes once per chunk of a mini-batch sweep: there the random-number code of a
+# fold_in and a split, in every program, was a third of the compilation (an XOR sweep
+# and a digits mini-batch sweep, compile included: 14.3 s with it, 9.9 s without).
+KEYS = "__bpjax_keys__"
+
+
 def config_keys(config: Mapping, base_seed):
     """The (init, data) keys of one configuration: from the base seed and ``seed`` axis."""
     if KEYS in config:  # computed once per chunk (``Compiled.keys``)
@@ -98,17 +105,18 @@ def config_keys(config: Mapping, base_seed):
     return jax.random.split(key)
 
 
-# The configurations' entry for their (init, data) key data, which ``Compiled.keys``
-# computes once per chunk of a mini-batch sweep: there the random-number code of a
-# fold_in and a split, in every program, was a third of the compilation (an XOR sweep
-# and a digits mini-batch sweep, compile included: 14.3 s with it, 9.9 s without).
-KEYS = "__bpjax_keys__"
+def configured(spec: Spec, config: Mapping, base_seed) -> tuple[dict, jax.Array, jax.Array]:
+    """One configuration as its init and loss see it (with the static combination's
+    values, a static seed axis among them; without ``KEYS``) and its (init, data) keys."""
+    config = {**config, **dict(spec.static)}
+    init_key, data_key = config_keys(config, base_seed)
+    config.pop(KEYS, None)
+    return config, init_key, data_key
 
 
 def keys_one(spec: Spec, config, base_seed) -> jax.Array:
     """One configuration's (init, data) keys as key data, shape (2, ...)."""
-    config = {**config, **dict(spec.static)}  # (a static seed axis is folded in too)
-    return jax.random.key_data(config_keys(config, base_seed))
+    return jnp.stack([jax.random.key_data(k) for k in configured(spec, config, base_seed)[1:]])
 
 
 class Bound(NamedTuple):
@@ -125,10 +133,8 @@ class Bound(NamedTuple):
 
 def bind(spec: Spec, config: Mapping, base_seed, inputs: Inputs) -> Bound:
     """One configuration of ``spec``: everything its init, steps and records need."""
-    config = {**config, **dict(spec.static)}
+    config, init_key, data_key = configured(spec, config, base_seed)
     data = inputs.data
-    init_key, data_key = config_keys(config, base_seed)
-    config.pop(KEYS, None)  # (not the user's)
     tx = spec.opt.factory(**optim.hyperparams(spec.opt, config))
     extra = {"config": config} if spec.loss_takes_config else {}
     if spec.has_data:
@@ -161,10 +167,8 @@ def _recorders(spec: Spec, loss, inputs: Inputs) -> OrderedDict:
 
 def init_one(spec: Spec, config, base_seed) -> Any:
     """One configuration's initial params."""
-    config = {**config, **dict(spec.static)}
-    key = config_keys(config, base_seed)[0]
-    config.pop(KEYS, None)
-    return spec.init(config, key)
+    config, init_key, _ = configured(spec, config, base_seed)
+    return spec.init(config, init_key)
 
 
 def start_one(spec: Spec, config, base_seed, inputs: Inputs, bound: Bound | None = None,
@@ -185,13 +189,11 @@ def with_keys(spec: Spec, keys: Callable, configs: dict, base_seed) -> dict:
     return {**configs, KEYS: keys(configs, base_seed)}
 
 
-def _start(spec: Spec, sharding, begin: Callable, keys: Callable) -> Callable:
+def _start(spec: Spec, shard: dict, begin: Callable, keys: Callable) -> Callable:
     """``Compiled.start`` as two programs: the init alone, compiled for a single run
     (``jit_once``: the random-number code of an init took seconds to compile at XLA's
     full optimization), then ``begin`` (the first loss, gradient and records), compiled
     like the segments so that step 0 is computed by the same code as the later steps."""
-    shard = {} if sharding is None else {"out_shardings": sharding}
-    # (outputs sharded like the segments' inputs, else the second segment compiles again)
     init = jit_once(jax.vmap(partial(init_one, spec), in_axes=(0, None)), **shard)
     begin = jax.jit(begin, static_argnums=4, **shard)
 
@@ -270,13 +272,13 @@ def compiled(spec: Spec, sharding=None, unroll: int = 1) -> Compiled:
 
     # Each segment runs optimistically first (its input carry kept: not donated), and
     # again with the per-step guard from that carry where some run met a non-finite value.
-    keys = jit_once(jax.vmap(partial(keys_one, spec), in_axes=(0, None)),
-                    **({} if sharding is None else {"out_shardings": sharding}))
+    # keys' and start's outputs sharded like the segments' (else the second segment
+    # compiles again, for new input shardings: W2 cold paid 3 of 11 compiles for it)
+    shard = {} if sharding is None else {"out_shardings": sharding}
+    keys = jit_once(jax.vmap(partial(keys_one, spec), in_axes=(0, None)), **shard)
     functions = Compiled(
-        # start's outputs sharded like the segments' (else the second segment compiles
-        # again, for new input shardings: W2 cold paid 3 of 11 compiles for it)
         keys=keys,
-        start=_start(spec, sharding, begin, keys),
+        start=_start(spec, shard, begin, keys),
         running=jax.jit(live),
         segment=jax.jit(partial(segment, optimistic=False), static_argnums=7,
                         donate_argnums=(0, 1)),
