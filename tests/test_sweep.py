@@ -150,13 +150,18 @@ def test_loss_may_depend_on_the_configuration():
         np.testing.assert_allclose(res.loss[i, 0, 0], ref, rtol=1e-5)
 
 
-def test_mini_batches_follow_a_numpy_sgd_loop():
+@pytest.mark.parametrize("every,segments", [(12, 1), (3, 4)])
+def test_mini_batches_follow_a_numpy_sgd_loop(every, segments):
+    # (3, 4): segments of 3 steps over epochs of 2, so a segment starts mid-epoch and the
+    # epoch's permutation the loop keeps must be drawn again there, and moved on inside.
     rng = np.random.default_rng(0)
     x = rng.normal(size=(10, 3)).astype(np.float32)
     y = (x @ np.array([1.0, -2.0, 0.5], np.float32))[:, None]
     lin = lambda p, b: jnp.mean((b[0] @ p["w"] - b[1]) ** 2)  # noqa: E731
     res = bpjax.sweep(lin, lambda c, k: {"w": jnp.zeros((3, 1))}, "sgd",
-                      bpjax.Grid(lr=[0.05], seed=[0, 1]), 12, data=(x, y), batch_size=4)
+                      bpjax.Grid(lr=[0.05], seed=[0, 1]), 12, data=(x, y), batch_size=4,
+                      record=bpjax.Record(every=every),
+                      options=bpjax.Options(segments=segments, progress=False))
     from bpjax.engine import Batching
     from bpjax.sweep.compiled import bind, compiled  # noqa: F401 - the key each config gets
 
@@ -170,6 +175,9 @@ def test_mini_batches_follow_a_numpy_sgd_loop():
             assert len(set(np.concatenate(idx[2 * e:2 * e + 2]).tolist())) == 8
         w = np.zeros((3, 1), np.float32)
         for t in range(12):
+            if t % every == 0:  # the loss on all the data at each record
+                np.testing.assert_allclose(res.loss[0, s, t // every],
+                                           np.mean((x @ w - y) ** 2), rtol=1e-5)
             xb, yb = x[idx[t]], y[idx[t]]
             w = w - np.float32(0.05) * (2 / 4) * xb.T @ (xb @ w - yb)
         np.testing.assert_allclose(res.final_params["w"][0, s], w, rtol=1e-5, atol=1e-6)
