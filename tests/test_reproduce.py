@@ -284,3 +284,10 @@ def test_the_page_in_a_headless_browser(report, tmp_path):
     subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1200,2000", url],
                    capture_output=True, timeout=120)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_fresh_machine_order_names_registered_experiments():
+    # a renamed experiment would silently fall back to the registry's order
+    assert set(reproduce.SLOWEST) <= set(experiments.REGISTRY)
+    assert sorted(experiments.REGISTRY, key=reproduce._rank)[:len(reproduce.SLOWEST)] == list(
+        reproduce.SLOWEST)

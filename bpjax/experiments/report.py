@@ -115,6 +115,11 @@ def default_jobs() -> int:
 
 
 HEARTBEAT = 30.0  # seconds between "still running" lines while processes work
+# Where no run's seconds are remembered yet (a fresh machine), these start first: the
+# slowest ones, cold, in bench/README.md (session 9). A long one started last runs
+# alone while the other cores idle (relu_scaling, 38 s, did so there).
+SLOWEST = ("relu_init_map", "vanishing_gradients", "relu_scaling", "gradient_cost",
+           "linear_step", "minima_census", "initialization")
 
 
 def _seconds_file() -> Path:
@@ -146,7 +151,7 @@ def _run_in_processes(todo, out: Path, quick: bool, jobs: int, stream, done) -> 
 
     last = _read_json(_seconds_file()) or {}
     size = "quick" if quick else "default"
-    todo = sorted(todo, key=lambda t: -last.get(f"{size}/{t[0]}", 0.0))  # (stable)
+    todo = sorted(todo, key=lambda t: (-last.get(f"{size}/{t[0]}", 0.0), _rank(t[0])))
     jobs = min(jobs, len(todo))
     stream.write(f"running {len(todo)} experiments in {jobs} processes (each one's own "
                  f"progress in {out}/NAME/log.txt)\n")
@@ -171,6 +176,10 @@ def _run_in_processes(todo, out: Path, quick: bool, jobs: int, stream, done) -> 
                 stream.write(f"    ... {time.perf_counter() - t0:.0f}s, running: "
                              f"{', '.join(running) or '(starting)'}\n")
                 stream.flush()
+
+
+def _rank(name: str) -> int:
+    return SLOWEST.index(name) if name in SLOWEST else len(SLOWEST)
 
 
 def _worker(name: str, folder: str, quick: bool) -> dict:
