@@ -49,6 +49,22 @@ def activation_fn(activation: str | Activation | None) -> Activation:
     return ACTIVATIONS[activation]
 
 
+def chosen(index, activations) -> Activation:
+    """The activation ``activations[index]`` for a traced ``index``: a grid axis of
+    activations that compiles one program, not one per activation as a static axis does.
+    Under vmap every branch is computed and one selected (the matmuls are shared); the
+    selected values are the branch's own.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> f = chosen(jnp.int32(1), ["sigmoid", "relu"])
+      >>> f(jnp.array([-1.0, 2.0])).tolist()
+      [0.0, 2.0]
+    """
+    fns = [activation_fn(a) for a in activations]
+    return lambda z: jax.lax.switch(jnp.asarray(index, jnp.int32), fns, z)
+
+
 def mlp(
     sizes,
     activation: str | Activation = "tanh",

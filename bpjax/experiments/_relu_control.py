@@ -67,8 +67,7 @@ def maps(res, grid, x, y) -> dict:
     acc = jax.jit(jax.vmap(lambda p: exp.accuracy(p, x, y, net)))(flat(res.final_params))
     acc = np.asarray(acc).reshape(grid.shape)
     converged = (acc >= exp.THRESHOLD) & ~res.diverged
-    start = flat(bpjax.initial_params(
-        lambda c, k: exp.init({**c, "activation": exp.CONTROL}, k), grid))
+    start = flat(bpjax.initial_params(exp.init, grid))  # (the same params for either net)
     sat = jax.lax.map(lambda p: diagnostics.softmax_saturation(
         jax.vmap(net.apply, (None, 0))(p, x[:512])), start, batch_size=64)
     return {"net": f"64-32-32-10 {exp.CONTROL}, biases 0", "loss": "softmax+MSE",

@@ -48,6 +48,7 @@ INITS = {"zero": bpjax.init.zeros, "uniform_0.01": bpjax.init.uniform(0.01),
          "normal_0.1": bpjax.init.normal(0.1), "xavier": bpjax.init.xavier(),
          "he": bpjax.init.he(), "uniform_3": bpjax.init.uniform(3.0)}
 LR, LRS, BATCH, TARGET, RECORD = 0.1, (0.1, 1.0), 64, 1.0, 20
+ACTS = ("sigmoid", "tanh")  # a traced axis: nets.chosen picks one
 
 
 def symmetry(activation: str, w_init, steps: int, data) -> dict:
@@ -81,16 +82,16 @@ def run(out: str, quick: bool = False) -> dict:
         branches = [nets.mlp([64, 32, 32, 10]).init(key, w_init=f) for f in INITS.values()]
         return jax.tree.map(lambda *leaves: jax.lax.select_n(kind, *leaves), *branches)
 
-    def loss(params, batch, config):
-        net = nets.mlp([64, 32, 32, 10], activation=config["activation"])
+    def loss(params, batch, config):  # the traced config["activation"] too: one compile
+        net = nets.mlp([64, 32, 32, 10], activation=nets.chosen(config["activation"], ACTS))
         return losses.supervised(net.apply, "cross_entropy")(params, batch)
 
-    grid = bpjax.Grid(activation=["sigmoid", "tanh"], init=np.arange(len(INITS)), lr=list(LRS),
-                      seed=np.arange(size["seeds"]))
+    grid = bpjax.Grid(activation=np.arange(len(ACTS)), init=np.arange(len(INITS)),
+                      lr=list(LRS), seed=np.arange(size["seeds"]))
     res = bpjax.sweep(loss, init, "sgd", grid, size["steps"], record_every=RECORD, data=data,
                       batch_size=BATCH, record_params=False)
     curves = {"steps": res.steps}
-    for a, act in enumerate(grid.axes["activation"].tolist()):
+    for a, act in enumerate(ACTS):
         below = res.loss[a] < TARGET  # (init, lr, seed, record)
         first = np.where(below.any(-1), res.steps[np.argmax(below, -1)], -1)
         for k, name in enumerate(INITS):

@@ -40,8 +40,9 @@ saturated softmax vanishes; cross-entropy's gradient (p - y) does not vanish
 there, so the same init trains with cross-entropy.
 
 The seed's control: with sigmoid hidden units, it says, the range ([0,1], [-1,1] or
-[-0.5,0.5]) barely matters. The softmax+MSE sweep has the activation as a static axis
-(the ReLU runs are the same programs on the same keys as without it, bit for bit), and
+[-0.5,0.5]) barely matters. The softmax+MSE sweep has the activation as a grid axis
+(traced: one program for both nets; the ReLU runs' numbers are those of a sweep of the
+ReLU net alone, bit for bit, on the same keys), and
 every init also runs from U[0,1]. Measured (default size): U[0,1] trains neither net at
 any lr (all its weights positive), so over the seed's three
 ranges the fraction converged differs by 1.0 at every lr where anything trains, for
@@ -69,8 +70,7 @@ SIZES = {"default": dict(lrs=11, seeds=4, steps=800, record_every=40),
          "quick": dict(lrs=6, seeds=2, steps=100, record_every=25)}
 NET = nets.mlp([64, 32, 32, 10], activation="relu")
 # The seed's control: the same net with sigmoid hidden units, where it says the init range
-# barely matters. A static grid axis of the softmax+MSE sweep, so the ReLU runs are the
-# same programs on the same keys as without it.
+# barely matters. A traced grid axis of the softmax+MSE sweep (nets.chosen).
 NETS = {"relu": NET, "sigmoid": nets.mlp([64, 32, 32, 10], activation="sigmoid")}
 CONTROL = "sigmoid"
 INITS = {  # label -> weight initializer (biases start at 0)
@@ -109,10 +109,9 @@ STALL = 0.05
 
 
 def init(config, key):
-    """The init named by the traced index config["init"] (lax.switch picks one), for the
-    net of the static config["activation"] (ReLU when the grid has no such axis)."""
-    net = NETS[config.get("activation", "relu")]
-    branches = [lambda k, f=f: net.init(k, w_init=f) for f in INITS.values()]
+    """The init named by the traced index config["init"] (lax.switch picks one); the
+    nets' params do not depend on their activation."""
+    branches = [lambda k, f=f: NET.init(k, w_init=f) for f in INITS.values()]
     return jax.lax.switch(config["init"].astype(jnp.int32), branches, key)
 
 
@@ -137,14 +136,14 @@ def run(out: str, quick: bool = False) -> dict:
     for label, loss_name in LOSSES.items():
         loss = losses.supervised(NET.apply, loss_name)
         both = label == "softmax+MSE"  # the sigmoid control: softmax+MSE only, to stay fast
-        swept = bpjax.Grid(activation=list(NETS), **grid.axes) if both else grid
+        swept = bpjax.Grid(activation=np.arange(len(NETS)), **grid.axes) if both else grid
         res = bpjax.sweep(_loss(loss_name) if both else loss, init, "sgd", swept,
                           size["steps"], data=(x, y), batch_size=32,
                           record_every=size["record_every"], record_params=False)
         if both:
-            numbers[f"{CONTROL} control"] = _relu_control.maps(res.sel(activation=CONTROL), grid,
-                                                                x, y)
-            res = res.sel(activation="relu")
+            numbers[f"{CONTROL} control"] = _relu_control.maps(
+                res.sel(activation=list(NETS).index(CONTROL)), grid, x, y)
+            res = res.sel(activation=list(NETS).index("relu"))
         acc = jax.jit(jax.vmap(accuracy, (0, None, None)))(flat(res.final_params), x, y)
         acc = np.asarray(acc).reshape(grid.shape)
         converged = (acc >= THRESHOLD) & ~res.diverged
@@ -251,9 +250,12 @@ def finding(numbers) -> dict:
 
 
 def _loss(loss_name):
-    """The per-example loss through the net of the static config["activation"]."""
-    by_net = {a: losses.supervised(n.apply, loss_name) for a, n in NETS.items()}
-    return lambda params, batch, config: by_net[config["activation"]](params, batch)
+    """The per-example loss through the net of the traced config["activation"] (an index
+    into NETS): one program for both nets."""
+    def loss(params, batch, config):
+        net = nets.mlp([64, 32, 32, 10], activation=nets.chosen(config["activation"], NETS))
+        return losses.supervised(net.apply, loss_name)(params, batch)
+    return loss
 
 
 def _verdict(converged, best_over_inits, lrs, name, lr, ok) -> dict:

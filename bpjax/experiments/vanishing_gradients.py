@@ -80,7 +80,7 @@ def init_params(key, kind, max_depth: int):
     return {"first": layer(k0, 64, WIDTH), "hidden": hidden, "out": layer(k2, WIDTH, 10)}
 
 
-def apply(params, x, depth, activation: str):
+def apply(params, x, depth, activation):
     """Hidden layers at index >= depth pass their input through: exactly a depth-L net."""
     f = nets.activation_fn(activation)
     h = f(x @ params["first"]["w"] + params["first"]["b"][None])  # x: (n, 64)
@@ -94,7 +94,7 @@ def apply(params, x, depth, activation: str):
     return h @ params["out"]["w"] + params["out"]["b"][None]
 
 
-def loss_fn(activation: str):
+def loss_fn(activation):
     def loss(params, batch, config):
         x, y = batch
         logits = apply(params, x, config["depth"], activation)
@@ -250,10 +250,12 @@ def _trainability(size, data):
     def init(config, key):
         return init_params(key, config["init"].astype(jnp.int32), max_depth)
 
-    grid = bpjax.Grid(activation=list(ACTIVATIONS), init=np.arange(len(INITS)),
+    def loss(p, batch, config):  # the traced config["activation"] too: one compile for all
+        return loss_fn(nets.chosen(config["activation"], ACTIVATIONS))(p, batch, config)
+
+    grid = bpjax.Grid(activation=np.arange(len(ACTIVATIONS)), init=np.arange(len(INITS)),
                       depth=size["train_depths"], lr=[LR], seed=np.arange(size["train_seeds"]))
-    res = bpjax.sweep(lambda p, batch, config: loss_fn(config["activation"])(p, batch, config),
-                      init, "sgd", grid, size["steps"], record_every=size["steps"], data=data,
+    res = bpjax.sweep(loss, init, "sgd", grid, size["steps"], record_every=size["steps"], data=data,
                       batch_size=BATCH, record_params=False)
     ok = ((res.final_loss < TARGET) & ~res.diverged)[..., 0, :].mean(-1)  # (act, init, depth)
     return {f"{a}/{i}": ok[j, k] for j, a in enumerate(ACTIVATIONS) for k, i in enumerate(INITS)}
