@@ -117,7 +117,7 @@ def layer_norms(grads):
                             safe_norm(grads["out"]["w"], (0, 1))[None]])
 
 
-def hidden_preactivations(params, x, activation: str):
+def hidden_preactivations(params, x, activation):
     """z of hidden layers 2..max_depth of the full-depth net, shape (max_depth - 1, n, width)."""
     f = nets.activation_fn(activation)
     h = f(x @ params["first"]["w"] + params["first"]["b"][None])
@@ -166,20 +166,20 @@ def run(out: str, quick: bool = False) -> dict:
     # for a single run (its random-number code compiles in a fraction of jax.jit's time)
     params = jit_once(jax.vmap(jax.vmap(partial(init_params, max_depth=size["max_depth"]),
                                         (0, None)), (None, 0)))(keys, jnp.arange(len(INITS)))
-    for act in ACTIVATIONS:
-        loss = loss_fn(act)
 
-        def grad_stats(p, depth, loss=loss):
-            g = jax.grad(loss)(p, batch, {"depth": depth})
-            return layer_norms(g), g["first"]["w"]
+    def grad_stats(a, p, depth):  # a: the activation's index (nets.chosen: one program)
+        g = jax.grad(loss_fn(nets.chosen(a, ACTIVATIONS)))(p, batch, {"depth": depth})
+        return layer_norms(g), g["first"]["w"]
 
-        over_seeds = jax.vmap(grad_stats, (0, None))
-        g_all, w1_all = (np.asarray(a) for a in jax.jit(
-            jax.vmap(jax.vmap(over_seeds, (None, 0)), (0, None)))(
-            params, jnp.asarray(depths)))  # (init, depth, seed, ...)
-        z_all = np.asarray(jax.jit(jax.vmap(jax.vmap(
-            lambda p, act=act: hidden_preactivations(p, batch[0], act))))(params))
-        # (init, seed, layer, n, width)
+    over_seeds = jax.vmap(grad_stats, (None, 0, None))
+    acts = jnp.arange(len(ACTIVATIONS))
+    g_acts, w1_acts = (np.asarray(a) for a in jax.jit(jax.vmap(jax.vmap(jax.vmap(
+        over_seeds, (None, None, 0)), (None, 0, None)), (0, None, None)))(
+        acts, params, jnp.asarray(depths)))  # (activation, init, depth, seed, ...)
+    z_acts = np.asarray(jax.jit(jax.vmap(jax.vmap(jax.vmap(
+        lambda a, p: hidden_preactivations(p, batch[0], nets.chosen(a, ACTIVATIONS)),
+        (None, 0)), (None, 0)), (0, None)))(acts, params))  # (activation, init, seed, ...)
+    for act, g_all, w1_all, z_all in zip(ACTIVATIONS, g_acts, w1_acts, z_acts):
         for k, init_name in enumerate(INITS):
             g = g_all[k]
             with np.errstate(divide="ignore"):  # a norm that is exactly 0 stays 0
