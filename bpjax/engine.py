@@ -124,10 +124,12 @@ def finite(carry: Carry) -> jax.Array:
         jax.tree.map(lambda p: 0 * p, carry.params)))
 
 
-def init_carry(params: Params, tx: optax.GradientTransformation, loss: Loss,
+def init_carry(params: Params, tx: optax.GradientTransformation | None, loss: Loss,
                batching: Batching, key, recorders: Recorders = {}) -> Carry:  # noqa: B006
+    """The carry at step 0. With ``tx`` None its ``opt_state`` is None (to be set to
+    ``tx.init(params)``): the rest is the same computation for every optimizer."""
     value, grad = jax.value_and_grad(loss)(params, batching.batch(key, jnp.int32(0)))
-    carry = Carry(params, tx.init(params), value, grad, jnp.int32(-1))
+    carry = Carry(params, None if tx is None else tx.init(params), value, grad, jnp.int32(-1))
     return carry._replace(recorded=init_all(recorders, observe(carry, 0, loss, batching)))
 
 

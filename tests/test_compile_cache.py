@@ -229,3 +229,46 @@ def test_mini_batches_compute_their_keys_once(tmp_path):
     out, _ = python(CHUNKS, XDG_CACHE_HOME=str(tmp_path), BPJAX_CACHE="0")
     assert out["programs"] == ["jit(keys_one)", "jit(init_one)", "jit(begin)", "jit(segment)"]
     assert len(out["final_loss"]) == 16 and all(x != "nan" for x in out["final_loss"])
+
+
+OPTIMIZERS = """
+import json
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+names, hits = [], []
+
+def on_duration(event, secs, fun_name=None, **kw):
+    if event == "/jax/core/compile/backend_compile_duration":
+        names.append((fun_name, bool(hits)))
+        hits[:] = []
+
+def on_event(event, **kw):
+    if event == "/jax/compilation_cache/cache_hits":
+        hits.append(1)
+
+jax.monitoring.register_event_duration_secs_listener(on_duration)
+jax.monitoring.register_event_listener(on_event)
+import bpjax
+
+r = bpjax.sweep(lambda p: jnp.sum(jnp.tanh(p["w"]) ** 2),
+                lambda c, k: {"w": jax.random.normal(k, (3,)) * c["x0"]},
+                ["sgd", "momentum", "adam"], bpjax.Grid(lr=[0.1, 0.2], x0=[1.0, 2.0]),
+                steps=20, progress=False)
+print(json.dumps({"programs": [[n, hit] for n, hit in names if n != "jit(stage)"],
+                  "final_loss": [float(x).hex() for x in np.ravel(r.final_loss)]}))
+"""
+
+
+def test_other_optimizers_load_the_init_and_first_step(tmp_path):
+    # the init and ``begin`` (first loss, gradient, records) do not depend on the
+    # optimizer: the second and third optimizers load them from the cache the first one
+    # wrote, and compile only their segment and their state's init (none for plain SGD)
+    out, _ = python(OPTIMIZERS, XDG_CACHE_HOME=str(tmp_path))
+    compiled = [n for n, hit in out["programs"] if not hit]
+    loaded = [n for n, hit in out["programs"] if hit]
+    assert compiled == ["jit(init_one)", "jit(begin)", "jit(segment)", "jit(opt_init)",
+                        "jit(segment)", "jit(opt_init)", "jit(segment)"]
+    assert loaded == ["jit(init_one)", "jit(begin)"] * 2
+    assert len(out["final_loss"]) == 12 and all(x != "nan" for x in out["final_loss"])

@@ -172,13 +172,14 @@ def init_one(spec: Spec, config, base_seed) -> Any:
 
 
 def start_one(spec: Spec, config, base_seed, inputs: Inputs, bound: Bound | None = None,
-              params=None):
+              params=None, optimizer: bool = True):
     """One configuration's starting carry (params, optimizer state, loss, gradient, its
-    recorders' states) and its records at step 0: ``(carry, records)``."""
+    recorders' states) and its records at step 0: ``(carry, records)``. Without
+    ``optimizer`` the carry's ``opt_state`` is None (``opt_init`` gives it)."""
     bound = bind(spec, config, base_seed, inputs) if bound is None else bound
     params = spec.init(bound.config, bound.init_key) if params is None else params
-    carry = engine.init_carry(params, bound.tx, bound.loss, bound.batching, bound.data_key,
-                              bound.recorders)
+    carry = engine.init_carry(params, bound.tx if optimizer else None, bound.loss,
+                              bound.batching, bound.data_key, bound.recorders)
     return carry, engine.record(carry, 0, bound.recorders, bound.loss, bound.batching)[1]
 
 
@@ -189,17 +190,33 @@ def with_keys(spec: Spec, keys: Callable, configs: dict, base_seed) -> dict:
     return {**configs, KEYS: keys(configs, base_seed)}
 
 
+def opt_init(spec: Spec, params, config, base_seed, inputs: Inputs):
+    """One configuration's optimizer state at ``params``."""
+    return bind(spec, config, base_seed, inputs).tx.init(params)
+
+
 def _start(spec: Spec, shard: dict, begin: Callable, keys: Callable) -> Callable:
-    """``Compiled.start`` as two programs: the init alone, compiled for a single run
+    """``Compiled.start`` as three programs: the init alone, compiled for a single run
     (``jit_once``: the random-number code of an init took seconds to compile at XLA's
-    full optimization), then ``begin`` (the first loss, gradient and records), compiled
-    like the segments so that step 0 is computed by the same code as the later steps."""
+    full optimization); ``begin`` (the first loss, gradient and records), compiled
+    like the segments so that step 0 is computed by the same code as the later steps;
+    and the optimizer's state (``jit_once``: zeros and copies). Neither the init nor
+    ``begin`` depends on the optimizer, so the sweep's other optimizers load them from
+    the persistent cache instead of compiling them again (W2: 2 of 3 ``begin``s)."""
     init = jit_once(jax.vmap(partial(init_one, spec), in_axes=(0, None)), **shard)
     begin = jax.jit(begin, static_argnums=4, **shard)
+    state = jit_once(jax.vmap(partial(opt_init, spec), in_axes=(0, 0, None, None)), **shard)
 
     def start(configs, base_seed, inputs, n_cols):
         configs = with_keys(spec, keys, configs, base_seed)  # (the same programs whoever calls)
-        return begin(init(configs, base_seed), configs, base_seed, inputs, n_cols)
+        params = init(configs, base_seed)
+        carry, hist, finite = begin(params, configs, base_seed, inputs, n_cols)
+        like = jax.eval_shape(state, params, configs, base_seed, inputs)
+        if jax.tree.leaves(like):
+            opt_state = state(params, configs, base_seed, inputs)
+        else:  # no arrays (plain SGD): no program
+            opt_state = jax.tree.unflatten(jax.tree.structure(like), [])
+        return carry._replace(opt_state=opt_state), hist, finite
 
     return start
 
@@ -233,8 +250,8 @@ def compiled(spec: Spec, sharding=None, unroll: int = 1) -> Compiled:
         return live(carry).astype(jnp.int8) + 2 * broken.astype(jnp.int8)
 
     def begin(params, configs, base_seed, inputs, n_cols):
-        carry, first = jax.vmap(lambda p, c: start_one(spec, c, base_seed, inputs, params=p))(
-            params, configs)
+        carry, first = jax.vmap(lambda p, c: start_one(spec, c, base_seed, inputs, params=p,
+                                                       optimizer=False))(params, configs)
         return carry, histories(first, n_cols), jax.vmap(engine.finite)(carry)
 
     def histories(first, n_cols):
