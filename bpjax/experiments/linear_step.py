@@ -76,48 +76,61 @@ def tangent_errors(loss, params, etas):
 
 def _regression(depth):
     rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.normal(size=(N_POINTS, 4)), jnp.float32)
-    y = jnp.asarray(rng.normal(size=(N_POINTS, 1)), jnp.float32)
+    x = rng.normal(size=(N_POINTS, 4)).astype(np.float32)
+    y = rng.normal(size=(N_POINTS, 1)).astype(np.float32)
     net = nets.mlp([4] + [WIDTH] * depth + [1], activation="tanh")
     return net, (x, y)
 
 
+def _case(depth, seeds: int):
+    """The loss of one case in float64 and its starts' draw from ``seeds`` keys (depth
+    None: the seed-000 net)."""
+    if depth is None:
+        def draw(keys):
+            return {"w1": jax.random.uniform(keys[0], (seeds,), jnp.float64, -3, 3),
+                    "w2": jax.random.uniform(keys[1], (seeds,), jnp.float64, -3, 3)}
+        return seed000_loss, draw
+    net, (x, y) = _regression(depth)
+    data = (x.astype(np.float64), y.astype(np.float64))
+
+    def draw(keys):
+        return jax.vmap(lambda k: jax.tree.map(lambda w: w.astype(jnp.float64), net.init(k)))(
+            keys)
+    return (lambda p: losses.supervised(net.apply, "half_mse")(p, data)), draw
+
+
 def part_tangent(size):
-    etas = jnp.geomspace(1e-4, 10.0, size["etas"])
-    keys = jax.random.split(jax.random.key(0), size["seeds"])
+    # float32 values, as jnp computes them (NumPy's differ in the last bit)
+    etas = np.asarray(jnp.geomspace(1e-4, 10.0, size["etas"]))
     out = {}
     cases = {f"mlp_d{d}": d for d in range(1, size["depths"] + 1)}
     cases["seed000"] = None
     curves = {}
     for name, depth in cases.items():
+        loss, draw = _case(depth, size["seeds"])
+
+        # One program per case, draws included: eager, each random op compiles its own.
+        # The seed is an argument, so that XLA cannot fold the draws as constants.
+        def errors(seed, loss=loss, draw=draw):
+            starts = draw(jax.random.split(jax.random.key(seed), size["seeds"]))
+            return jax.vmap(lambda p: tangent_errors(loss, p, etas.astype(np.float64)))(starts)
+
         with jax.enable_x64(True):  # float32 rounding would swamp eta^3 at small eta
-            if depth is None:
-                loss = seed000_loss
-                starts = {"w1": jax.random.uniform(keys[0], (size["seeds"],), jnp.float64, -3, 3),
-                          "w2": jax.random.uniform(keys[1], (size["seeds"],), jnp.float64, -3, 3)}
-            else:
-                net, (x, y) = _regression(depth)
-                data = (x.astype(jnp.float64), y.astype(jnp.float64))
-                loss = lambda p, net=net, data=data: losses.supervised(  # noqa: E731
-                    net.apply, "half_mse")(p, data)
-                starts = jax.vmap(lambda k, net=net: jax.tree.map(
-                    lambda w: w.astype(jnp.float64), net.init(k)))(keys)
-            actual, first, second, curv = (np.asarray(v) for v in jit_once(jax.vmap(
-                lambda p, loss=loss: tangent_errors(loss, p, etas.astype(jnp.float64))))(starts))
+            actual, first, second, curv = (np.asarray(v) for v in jit_once(errors)(0))
         e1 = np.abs(actual - first)
         e2 = np.abs(actual - second)
         rel = e1 / np.abs(first)
-        small = np.asarray(etas) * np.median(curv)[..., None] < 0.05  # deep in the Taylor regime
+        small = etas * np.median(curv)[..., None] < 0.05  # deep in the Taylor regime
         fit = lambda e, small=small: float(np.median([  # noqa: E731
-            np.polyfit(np.log(np.asarray(etas)[small]), np.log(row[small] + 1e-300), 1)[0]
+            np.polyfit(np.log(etas[small]), np.log(row[small] + 1e-300), 1)[0]
             for row in e]))
         over = rel > 0.1
-        eta10 = np.where(over.any(1), np.asarray(etas)[np.argmax(over, 1)], np.nan)
+        eta10 = np.where(over.any(1), etas[np.argmax(over, 1)], np.nan)
         out[name] = {"first_order_exponent": fit(e1), "second_order_exponent": fit(e2),
                      "median_eta_10pct": float(np.nanmedian(eta10)),
                      "median_curvature_along_g": float(np.median(curv)),
                      "median_eta_10pct_times_curvature": float(np.nanmedian(eta10 * curv))}
-        curves[name] = (np.asarray(etas), np.median(rel, 0))
+        curves[name] = (etas, np.median(rel, 0))
     return out, curves
 
 
@@ -130,17 +143,18 @@ def part_single_step(size):
     g = np.linspace(-3, 3, size["grid"])
     w1, w2 = np.meshgrid(g, g, indexing="ij")
     rng = np.random.default_rng(0)
-    xor_x = jnp.array([[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]])
+    xor_x = np.array([[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]], np.float32)
     xor_y = -0.9 * xor_x[:, :1] * xor_x[:, 1:]
     xor_net = nets.mlp([2, 3, 1], activation="tanh")
+    xor_starts = jit_once(lambda seed: jax.vmap(xor_net.init)(jax.random.split(  # one program,
+        jax.random.key(seed), size["xor_seeds"])))(int(rng.integers(1 << 30)))  # not one per op
     problems = {
         "seed000": (seed000_loss, lambda p: seed000_net(p) - SEED000_TARGET,
-                    {"w1": jnp.asarray(w1.ravel()), "w2": jnp.asarray(w2.ravel())}),
+                    {"w1": np.float32(w1.ravel()), "w2": np.float32(w2.ravel())}),
         "xor_2_3_1": (lambda p: losses.supervised(xor_net.apply, "half_mse")(p, (xor_x, xor_y)),
                       lambda p: (jax.vmap(xor_net.apply, (None, 0))(p, xor_x) - xor_y)
                       / jnp.sqrt(4.0),
-                      jax.vmap(lambda k: xor_net.init(k))(jax.random.split(
-                          jax.random.key(int(rng.integers(1 << 30))), size["xor_seeds"]))),
+                      xor_starts),
     }
     for name, (loss, residuals, starts) in problems.items():
         rows = {}
@@ -155,7 +169,7 @@ def part_single_step(size):
             rows[m] = _summarize(ls, (time.perf_counter() - t0) / 50)
         n = len(jax.tree.leaves(starts)[0])
         init = lambda c, k, starts=starts: jax.tree.map(  # noqa: E731
-            lambda a: a[c["start"].astype(jnp.int32)], starts)
+            lambda a: jnp.asarray(a)[c["start"].astype(jnp.int32)], starts)
         for m, lrs in FIRST_ORDER.items():
             sweep = lambda m=m, lrs=lrs, loss=loss, init=init, n=n: bpjax.sweep(  # noqa: E731
                 loss, init, m, bpjax.Grid(lr=lrs, start=np.arange(n)), size["steps"],

@@ -35,6 +35,7 @@ saves 10 to 30 times more in the median.
 
 import os
 
+import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
@@ -93,8 +94,28 @@ def oracle_steps(w: np.ndarray, steps: int, record_every: int) -> np.ndarray:
     grid = bpjax.Grid(w1=w, w2=w, lr=[LR])
     res = bpjax.sweep(problems.seed000_loss, lambda c, k: {"w1": c["w1"], "w2": c["w2"]},
                       ORACLES, grid, steps, record_every=record_every, record_params=False)
-    first = trajectories.analyze({}, res.sel(lr=LR).loss, THRESHOLD)["first_below"]
+    first = trajectories.first_below(res.sel(lr=LR).loss, THRESHOLD)  # NumPy in, NumPy out
     return np.where(first >= 0, first * record_every, -1)
+
+
+@jax.jit
+def _turns(w_xT, atol):
+    """Per trajectory (leading axes kept): whether it is monotone, and its first turn (-1:
+    never), moves below ``atol`` ignored; as ``trajectories.analyze``, in one program."""
+    flat = jnp.reshape(w_xT, (-1, w_xT.shape[-1]))
+    monotone, first = jax.vmap(lambda t: (trajectories.is_monotone(t, atol),
+                                          trajectories.first_turn(t, atol)))(flat)
+    return monotone.reshape(w_xT.shape[:-1]), first.reshape(w_xT.shape[:-1])
+
+
+def _analyze(weights_xT, loss_xT, atol: float) -> dict:
+    """``trajectories.analyze``'s monotone, first_turn and first_below, in NumPy, from one
+    compiled program (analyze runs op by op: a few dozen one-op programs to compile);
+    weights and loss of one shape share it."""
+    turns = {k: [np.asarray(v) for v in _turns(w, atol)] for k, w in weights_xT.items()}
+    return {"monotone": {k: m for k, (m, _) in turns.items()},
+            "first_turn": {k: f for k, (_, f) in turns.items()},
+            "first_below": trajectories.first_below(loss_xT, THRESHOLD)}
 
 
 def _median_steps(s: np.ndarray) -> float:
@@ -137,15 +158,15 @@ def run(out: str, quick: bool = False) -> dict:
     res = bpjax.sweep(problems.seed000_loss, lambda c, k: {"w1": c["w1"], "w2": c["w2"]},
                       OPTIMIZERS, grid, size["steps"], record_every=size["record_every"])
     res = res.sel(lr=LR)
-    info = trajectories.analyze(res.params, res.loss, THRESHOLD, atol=1e-7)
-    loss_turns = trajectories.analyze({"loss": res.loss}, res.loss, THRESHOLD, atol=1e-9)
+    info = _analyze(res.params, res.loss, atol=1e-7)
+    loss_turns = _analyze({"loss": res.loss}, res.loss, atol=1e-9)
     steps_to = np.where(info["first_below"] >= 0, info["first_below"] * size["record_every"],
                         -1)
     w1 = res.params["w1"]
     numbers = {"steps": size["steps"], "starts": int(w.size**2), "threshold": THRESHOLD,
                "seed_runs": {}, "per_optimizer": {}}
     for w2, r in runs.items():
-        turn = int(trajectories.first_turn(r.params["w1"]))
+        turn = int(_turns(r.params["w1"], 0.0)[1])
         numbers["seed_runs"][f"w2={w2:g}"] = {
             "w1_first_turn_step": turn,
             "w2_first_positive_step": int(np.argmax(r.params["w2"] > 0)) if w2 < 0 else None,
@@ -273,7 +294,7 @@ def _grid_figure(res, w, info, steps_to, path, size):
     fig, axes = script.subplots(2, len(OPTIMIZERS), figsize=(5 * len(OPTIMIZERS), 9),
                              constrained_layout=True)
     ww1, ww2 = np.meshgrid(w, w, indexing="ij")
-    surface = np.asarray(problems.seed000_loss({"w1": ww1, "w2": ww2}))
+    surface = np.asarray(jax.jit(problems.seed000_loss)({"w1": ww1, "w2": ww2}))  # one program
     for o, name in enumerate(OPTIMIZERS):
         ax = axes[0, o]
         cs = ax.contourf(w, w, np.log10(surface.T + 1e-12), levels=20, cmap="Greys")

@@ -77,10 +77,8 @@ def net_of(depth):
 def homogeneity(depth: int, cs=(0.5, 2.0, 3.0), trials: int = 16):
     """Max relative error of out(cW) = c^d out(W) and |grad(cW)| = c^(d-1) |grad(W)|."""
     net = net_of(depth)
-    x = jax.random.normal(jax.random.key(1), (N, N_IN))
-    keys = jax.random.split(jax.random.key(2), trials)
 
-    def errors(key, c, c_out, c_grad):  # c^d and c^(d-1) computed in Python, as before
+    def errors(key, x, c, c_out, c_grad):  # c^d and c^(d-1) computed in Python, as before
         p = net.init(key, w_init=initializers.he())
         scaled = jax.tree.map(lambda w: c * w, p)
         out = jax.vmap(net.apply, (None, 0))
@@ -91,9 +89,26 @@ def homogeneity(depth: int, cs=(0.5, 2.0, 3.0), trials: int = 16):
         e_grad = jnp.abs(grad_norm(scaled) / (c_grad * grad_norm(p)) - 1)
         return e_out, e_grad
 
-    batched = jit_once(jax.vmap(errors, (0, None, None, None)))  # one program for every c
-    e = [batched(keys, *np.float32([c, c**depth, c ** (depth - 1)])) for c in cs]
-    return max(float(a.max()) for a, _ in e), max(float(b.max()) for _, b in e)
+    @jit_once  # one program for every c, draws included (eager, each compiles its own)
+    def batched(seeds, c, c_out, c_grad):  # seeds traced, so XLA cannot fold the draws
+        x = jax.random.normal(jax.random.key(seeds[0]), (N, N_IN))
+        keys = jax.random.split(jax.random.key(seeds[1]), trials)
+        return jax.vmap(errors, (0, None, None, None, None))(keys, x, c, c_out, c_grad)
+
+    e = [batched(np.int32([1, 2]), *np.float32([c, c**depth, c ** (depth - 1)])) for c in cs]
+    e = np.asarray(e)  # (c, 2, trials), on the host: a jax .max() compiles a program
+    return float(e[:, 0].max()), float(e[:, 1].max())
+
+
+def _sharpness_at(base, x, y, params_S) -> np.ndarray:
+    """Per params (a leading axis): the largest (positive) Hessian eigenvalue among the
+    top 3 by magnitude (near the origin a deep net sits at a saddle whose largest-magnitude
+    one is negative). One program: eagerly, the power iteration's ops each compile their
+    own. Its key's seed is an argument, so that XLA cannot fold the random start."""
+    top = jax.jit(jax.vmap(lambda p, seed: diagnostics.sharpness(
+        lambda q: base(q, (x, y)), p, k=3, iters=60, key=jax.random.key(seed)).max(),
+        (0, None)))
+    return np.asarray(top(params_S, np.int32(0)))  # seed 0: sharpness's default key
 
 
 def scale_grid(n: int) -> np.ndarray:
@@ -158,11 +173,7 @@ def run(out: str, quick: bool = False) -> dict:
             res.sel(depth=depth, target=t), lrs)), axis=-1)) for t in TARGETS)
         start = bpjax.initial_params(lambda c, k, d=depth: init(c | {"depth": d}, k),
                                      bpjax.Grid(scale=scales, seed=[0]))
-        # The largest (positive) eigenvalue among the top 3 by magnitude: near the
-        # origin a deep net sits at a saddle whose largest-magnitude one is negative.
-        sharp0 = np.asarray(jax.vmap(lambda p, base=base: diagnostics.sharpness(
-            lambda q: base(q, (x, y)), p, k=3, iters=60).max())(
-            jax.tree.map(lambda a: a[:, 0], start)))
+        sharp0 = _sharpness_at(base, x, y, jax.tree.map(lambda a: a[:, 0], start))
         e_out, e_grad = homogeneity(depth)
         curves[depth] = (lr_max, control, 2 / sharp0)
         fit = lambda v, m=large: float(np.polyfit(np.log(scales[m]), np.log(v[m]), 1)[0])  # noqa: E731

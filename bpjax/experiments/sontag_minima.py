@@ -24,6 +24,7 @@ case 3's values of a, which must find its two critical points, shows that it can
 """
 
 import os
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -74,18 +75,27 @@ def critical_point_count(a, n: int):
     """Per a: the sign changes of E' = jax.grad(E) over n points of FINE_X, and the largest
     E' there, in float64."""
     with jax.enable_x64(True):
-        xs = jnp.linspace(*FINE_X, n, dtype=jnp.float64)
-        d = jax.vmap(lambda av: jax.vmap(jax.grad(sontag_loss), (0, None))(xs, av))(
-            jnp.asarray(a, jnp.float64))  # (a, x)
-        changes = jnp.sum(jnp.sign(d[:, :-1]) != jnp.sign(d[:, 1:]), axis=1)
-        return np.asarray(changes), np.asarray(d.max(axis=1))
+        changes, largest = _sign_changes(jnp.asarray(a, jnp.float64), n)
+        return np.asarray(changes), np.asarray(largest)
+
+
+# One program, not one per jnp op: run() calls it for two a's of the same shape.
+@partial(jax.jit, static_argnums=1)
+def _sign_changes(a, n: int):
+    xs = jnp.linspace(*FINE_X, n, dtype=jnp.float64)
+    d = jax.vmap(lambda av: jax.vmap(jax.grad(sontag_loss), (0, None))(xs, av))(a)  # (a, x)
+    return jnp.sum(jnp.sign(d[:, :-1]) != jnp.sign(d[:, 1:]), axis=1), d.max(axis=1)
+
+
+# E at the critical points, one program for both (eager, each jnp op compiles its own).
+_energy = jax.jit(sontag_loss)
 
 
 def run(out: str, quick: bool = False) -> dict:
     size = SIZES["quick" if quick else "default"]
     a = np.linspace(*A_RANGE, size["n_a"])
     x0 = np.linspace(*X_RANGE, size["n_x"])
-    x_min, x_max = (np.asarray(v) for v in critical_points(jnp.asarray(a, jnp.float32)))
+    x_min, x_max = (np.asarray(v) for v in critical_points(np.float32(a)))
 
     def loss(params, config):
         return sontag_loss(params["x"], config["a"])
@@ -102,8 +112,8 @@ def run(out: str, quick: bool = False) -> dict:
     first_out = np.argmax(~to_min, axis=1)
     boundary = x0[first_out]
     dx = x0[1] - x0[0]
-    e_min = np.asarray(jax.vmap(sontag_loss)(x_min, a))
-    e_max = np.asarray(jax.vmap(sontag_loss)(x_max, a))
+    e_min = np.asarray(_energy(x_min, np.float32(a)))
+    e_max = np.asarray(_energy(x_max, np.float32(a)))
     a_case_2 = np.linspace(*CASE_2_A, size["n_a"])
     changes, largest = critical_point_count(a_case_2, size["n_fine"])
     changes_3, _ = critical_point_count(a, size["n_fine"])
@@ -172,7 +182,7 @@ def _figures(a, x0, x_min, x_max, to_min, out):
     xs = np.linspace(-3, 4, 800)
     fig, axes = script.subplots(2, 2, figsize=(11, 9), constrained_layout=True)
     for col, av in enumerate((2.0, -5.0)):
-        e = np.asarray(sontag_loss(jnp.asarray(xs), av))
+        e = np.asarray(_energy(np.float32(xs), np.float32(av)))
         axes[0, col].plot(xs, e)
         axes[0, col].axhline(4.0 if av < 0 else 0.0, color="grey", ls=":", lw=1,
                              label="E at +infinity")
