@@ -148,10 +148,12 @@ def census(data, h: int, starts: int, steps: int, polish_iters: int) -> dict:
     end = jax.tree.map(lambda a: np.asarray(a[0], np.float64), res.final_params)
     with jax.enable_x64(True):
         x64 = tuple(jnp.asarray(a, jnp.float64) for a in data)
-        polished, grad, eig = jax.jit(jax.vmap(
-            lambda p: critical.polish(lambda q: loss(q, x64), p, iters=polish_iters)))(
-            jax.tree.map(jnp.asarray, end))
-        final = np.asarray(jax.jit(jax.vmap(lambda p: loss(p, x64)))(polished))
+        def polish(p):  # and the polished point's loss, in the same program
+            q, grad, eig = critical.polish(lambda r: loss(r, x64), p, iters=polish_iters)
+            return q, grad, eig, loss(q, x64)
+
+        polished, grad, eig, final = jax.jit(jax.vmap(polish))(jax.tree.map(jnp.asarray, end))
+    final = np.asarray(final)
     polished = jax.tree.map(np.asarray, polished)
     grad, eig = np.asarray(grad), np.asarray(eig)
     n_params = eig.shape[-1]
