@@ -5,7 +5,6 @@ the control's verdict and sentence in the finding."""
 import jax
 import numpy as np
 
-import bpjax
 from bpjax import diagnostics
 from bpjax.experiments import relu_init_map as exp
 
@@ -60,16 +59,16 @@ def text(numbers, control) -> str:
             + f"{min(spread[exp.CONTROL]['lrs_where_some_init_converges']):.2g}.")
 
 
-def maps(res, grid, x, y) -> dict:
-    """The sigmoid net's maps, as the ReLU net's (fraction of seeds per init x lr)."""
+def maps(res, start, grid, x, y) -> dict:
+    """The sigmoid net's maps, as the ReLU net's (fraction of seeds per init x lr), from
+    its sweep and the (flattened) params it started from: the same for either net."""
     net = exp.NETS[exp.CONTROL]
     flat = lambda tree: jax.tree.map(lambda a: a.reshape((-1,) + a.shape[3:]), tree)  # noqa: E731
     acc = jax.jit(jax.vmap(lambda p: exp.accuracy(p, x, y, net)))(flat(res.final_params))
     acc = np.asarray(acc).reshape(grid.shape)
     converged = (acc >= exp.THRESHOLD) & ~res.diverged
-    start = flat(bpjax.initial_params(exp.init, grid))  # (the same params for either net)
-    sat = jax.lax.map(lambda p: diagnostics.softmax_saturation(
-        jax.vmap(net.apply, (None, 0))(p, x[:512])), start, batch_size=64)
+    sat = jax.jit(lambda s: jax.lax.map(lambda p: diagnostics.softmax_saturation(  # one program
+        jax.vmap(net.apply, (None, 0))(p, x[:512])), s, batch_size=64))(start)
     return {"net": f"64-32-32-10 {exp.CONTROL}, biases 0", "loss": "softmax+MSE",
             "fraction_converged": converged.mean(-1),  # (init, lr)
             "fraction_diverged": res.diverged.mean(-1),

@@ -142,7 +142,7 @@ def run(out: str, quick: bool = False) -> dict:
                           record_every=size["record_every"], record_params=False)
         if both:
             numbers[f"{CONTROL} control"] = _relu_control.maps(
-                res.sel(activation=list(NETS).index(CONTROL)), grid, x, y)
+                res.sel(activation=list(NETS).index(CONTROL)), flat(start), grid, x, y)
             res = res.sel(activation=list(NETS).index("relu"))
         acc = jax.jit(jax.vmap(accuracy, (0, None, None)))(flat(res.final_params), x, y)
         acc = np.asarray(acc).reshape(grid.shape)
@@ -277,14 +277,16 @@ def _nearest(values, v):
 def _diagnostics(loss, start, final, x, y, shape):
     xs = x[:512]
 
-    @jax.jit
     def at(params):
         logits = jax.vmap(NET.apply, (None, 0))(params, xs)
         return (diagnostics.softmax_saturation(logits), diagnostics.dead_units(params, xs),
                 diagnostics.layer_grad_norms(loss, params, (xs, y[:512])))
 
-    s0, d0, g0 = jax.lax.map(at, start, batch_size=64)
-    _, d1, _ = jax.lax.map(at, final, batch_size=64)
+    @jax.jit  # one program: eagerly, each lax.map and its remainder's ops compiled their own
+    def both(start, final):
+        return jax.lax.map(at, start, batch_size=64), jax.lax.map(at, final, batch_size=64)[1]
+
+    (s0, d0, g0), d1 = both(start, final)
     r = lambda a: np.asarray(a).reshape(shape + a.shape[1:])  # noqa: E731
     return {"saturation_init": r(s0), "dead_init": r(d0), "dead_end": r(d1), "grad_init": r(g0)}
 
