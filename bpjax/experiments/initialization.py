@@ -28,6 +28,7 @@ large U[-3, 3] is not the failure here: with sigmoid it is the fastest start
 larger weights also mean larger gradients.
 """
 
+import functools
 import os
 
 import jax
@@ -51,12 +52,17 @@ LR, LRS, BATCH, TARGET, RECORD = 0.1, (0.1, 1.0), 64, 1.0, 20
 ACTS = ("sigmoid", "tanh")  # a traced axis: nets.chosen picks one
 
 
+@functools.cache  # the same loss and optimizer objects: bpjax.train traces once for both inits
+def _symmetry_net(activation: str):
+    net = nets.mlp([64, 16, 10], activation=activation)
+    return net, losses.supervised(net.apply, "cross_entropy"), bpjax.optim.sgd(LR)
+
+
 def symmetry(activation: str, w_init, steps: int, data) -> dict:
     """Trains a 64-16-10 net from ``w_init`` and measures how different its units are."""
-    net = nets.mlp([64, 16, 10], activation=activation)
-    loss = losses.supervised(net.apply, "cross_entropy")
-    run = bpjax.train(loss, net.init(jax.random.key(0), w_init=w_init), bpjax.optim.sgd(LR),
-                      steps, record_every=steps, data=data)
+    net, loss, sgd = _symmetry_net(activation)
+    run = bpjax.train(loss, net.init(jax.random.key(0), w_init=w_init), sgd, steps,
+                      record_every=steps, data=data)
     w1 = np.asarray(run.final_params["layers"][0]["w"])  # (64, 16): column j = unit j
     w2 = np.asarray(run.final_params["layers"][1]["w"])  # (16, 10): row j = unit j
     return {"max_unit_difference_in": float(np.max(np.abs(w1 - w1[:, :1]))),
