@@ -291,3 +291,19 @@ def test_the_fresh_machine_order_names_registered_experiments():
     assert set(reproduce.SLOWEST) <= set(experiments.REGISTRY)
     assert sorted(experiments.REGISTRY, key=reproduce._rank)[:len(reproduce.SLOWEST)] == list(
         reproduce.SLOWEST)
+
+
+def test_a_script_without_a_main_guard_gets_its_page_and_the_reason(tmp_path):
+    """reproduce(jobs=2) from a script with no `if __name__ == '__main__':` loses its
+    worker processes (spawn imports the script again): every entry fails, the page is
+    still written, and each failure says why and what to do."""
+    script = tmp_path / "no_guard.py"
+    script.write_text("from bpjax.experiments import report\n"
+                      f"report.reproduce(['quartic'], quick=True, out={str(tmp_path / 'r')!r}, "
+                      "jobs=2)\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    html = (tmp_path / "r" / "index.html").read_text()
+    assert "its process died: BrokenProcessPool" in html
+    assert "if __name__ == &#x27;__main__&#x27;:" in html and "jobs=1" in html

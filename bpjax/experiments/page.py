@@ -93,7 +93,8 @@ def _section(name: str, e: dict, verdict) -> str:
                  f"configuration ({'quick' if e['quick'] else 'default'}): "
                  f"{esc(_sizes(e['sizes']))}.</p>")
     if e["status"] == "failed":
-        parts.append(f"<pre class='failed'>{esc(e['traceback'])}</pre>")
+        # (a process that died has an error and no traceback)
+        parts.append(f"<pre class='failed'>{esc(e.get('traceback') or e['error'])}</pre>")
     for fig in e.get("figures", []):
         parts.append(f"<img src='{esc(name)}/{esc(fig)}' alt='{esc(name)}: {esc(fig)}'>")
     if e.get("files"):

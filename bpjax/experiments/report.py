@@ -122,6 +122,12 @@ SLOWEST = ("relu_init_map", "vanishing_gradients", "relu_scaling", "gradient_cos
            "linear_step", "minima_census", "initialization")
 
 
+BROKEN_POOL = (" (if the processes died at their start: they run with multiprocessing's "
+               "spawn, which imports the "
+               "calling script again: a script that calls reproduce(jobs > 1) must run it "
+               "under `if __name__ == '__main__':`, or use jobs=1)")
+
+
 def _seconds_file() -> Path:
     """The experiments' last run times, beside the compiled programs (only an order)."""
     from bpjax import compilation_cache
@@ -148,6 +154,7 @@ def _run_in_processes(todo, out: Path, quick: bool, jobs: int, stream, done) -> 
     to ``done``."""
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
 
     last = _read_json(_seconds_file()) or {}
     size = "quick" if quick else "default"
@@ -168,7 +175,8 @@ def _run_in_processes(todo, out: Path, quick: bool, jobs: int, stream, done) -> 
                     entry.update(future.result())
                 except Exception as e:  # noqa: BLE001 - a process that died (memory, a crash)
                     entry.update(status="failed", seconds=0.0,
-                                 error=f"its process died: {type(e).__name__}: {e}")
+                                 error=f"its process died: {type(e).__name__}: {e}"
+                                 + (BROKEN_POOL if isinstance(e, BrokenProcessPool) else ""))
                 _finish(out / name, entry)
                 done(name, entry)
             if not finished:
