@@ -159,6 +159,10 @@ def main(argv=None) -> int:
 
 def _main(argv=None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    for arg in argv:  # argparse (3.11, 3.12) drops a "--" value and leaves the option a list
+        if arg.startswith("-") and arg.endswith("=--"):
+            parser.error(f"argument {arg[:-3]}: expected a value, not '--'")
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

@@ -69,3 +69,14 @@ def test_help_is_useful(capsys):
         cli.main(["sweep", "--help"])
     text = capsys.readouterr().out
     assert "--init-scale" in text and "START:STOP:NUM" in text and "example" in text
+
+
+@pytest.mark.parametrize("flag", ["--steps", "--seeds", "--optimizer", "--lr"])
+def test_a_double_dash_value_is_refused_by_name(flag, capsys):
+    """argparse (Python 3.11, 3.12) turns `--steps=--` into an empty list that no type
+    check sees; the CLI refuses it as a usage error naming the option."""
+    with pytest.raises(SystemExit) as e:
+        cli.main(["sweep", "--steps", "2", "--no-progress", f"{flag}=--"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}: expected a value, not '--'" in err and "Traceback" not in err
