@@ -38,6 +38,11 @@ def train(
 
     ``loss_fn(params)``, or ``loss_fn(params, batch)`` when ``data`` is given
     (mini-batches of ``batch_size`` shuffled with ``key`` when it is set).
+    ``loss_fn`` and ``optimizer`` are compiled in, known by identity: passing a new
+    function or a new optax object (``optax.sgd(lr)`` in a loop over ``lr``) traces
+    and lowers again, and compiles unless the persistent cache holds that program.
+    For a grid of learning rates use ``bpjax.sweep``, which traces them as data;
+    reuse the same objects to call ``train`` again cheaply.
 
     Example:
       >>> import bpjax
