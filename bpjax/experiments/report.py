@@ -122,10 +122,11 @@ SLOWEST = ("relu_init_map", "vanishing_gradients", "relu_scaling", "gradient_cos
            "linear_step", "minima_census", "initialization")
 
 
+# Added to a BrokenProcessPool's error: the usual cause when every process dies at once.
 BROKEN_POOL = (" (if the processes died at their start: they run with multiprocessing's "
-               "spawn, which imports the "
-               "calling script again: a script that calls reproduce(jobs > 1) must run it "
-               "under `if __name__ == '__main__':`, or use jobs=1)")
+               "spawn, which imports the calling script again: a script that calls "
+               "reproduce(jobs > 1) must run it under `if __name__ == '__main__':`, "
+               "or use jobs=1)")
 
 
 def _seconds_file() -> Path:
