@@ -53,13 +53,20 @@ def unused_inputs(fn: Callable, config: Mapping[str, Any], *args) -> set[str]:
     >>> sorted(unused_inputs(lambda c, x: c["a"] * x, {"a": S, "b": S}, S))
     ['b']
     """
+    return unused_in(jax.make_jaxpr(fn)(config, *args), config)
+
+
+def unused_in(closed, config: Mapping[str, Any], outputs=None) -> set[str]:
+    """``unused_inputs`` of a function already traced to ``closed`` (a ``ClosedJaxpr``
+    whose first argument is ``config``): the entries of ``config`` that none of its
+    outputs needs, or none of those ``outputs`` marks (a bool per output leaf)."""
     try:
         from jax._src.interpreters.partial_eval import dce_jaxpr
     except ImportError:
         return set()
-    closed = jax.make_jaxpr(fn)(config, *args)
+    outputs = [True] * len(closed.jaxpr.outvars) if outputs is None else list(outputs)
     try:
-        _, used = dce_jaxpr(closed.jaxpr, [True] * len(closed.jaxpr.outvars))
+        _, used = dce_jaxpr(closed.jaxpr, outputs)
     except Exception:  # noqa: BLE001 - private API: a changed signature means no answer
         return set()
     paths, _ = jax.tree_util.tree_flatten_with_path(config)

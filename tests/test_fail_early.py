@@ -164,3 +164,64 @@ def test_a_sweep_with_a_host_callback_runs_on_one_device():
     # jax.debug.callback runs on every device, with no collective: the sweep stays sharded
     debug = lambda p: (jax.debug.callback(lambda x: None, p["x"]), p["x"] ** 2)[1]  # noqa: E731
     assert len(run(debug).meta["devices"]) == len(jax.devices())  # (and no warning)
+
+
+def test_the_checks_trace_init_and_the_loss_once_each():
+    """The checks before a sweep compiles (shapes, unused axes, host callbacks) are one
+    abstract trace: init runs twice in all (that trace and the compiled init), the loss
+    five times (its first value, the start, one checked step, the compiled start and
+    segment); before, the checks traced them part by part (5 and 8 times)."""
+    calls = {"init": 0, "loss": 0}
+
+    def init(config, key):
+        calls["init"] += 1
+        return {"x": config["x0"]}
+
+    def loss(p):
+        calls["loss"] += 1
+        return p["x"] ** 4
+
+    bpjax.sweep(loss, init, "sgd", bpjax.Grid(lr=[0.1], x0=[1.0, 2.0]), steps=10,
+                record_every=5, progress=False)
+    assert calls == {"init": 2, "loss": 5}
+
+
+def test_the_one_trace_finds_what_the_part_by_part_trace_finds(monkeypatch):
+    """Where the one trace fails, the checks trace part by part (so that an error names
+    its part); on a sweep that works both find the same shapes, unused axes and host
+    callbacks."""
+    from bpjax.sweep import plan as plans
+    from bpjax.sweep import trace
+
+    def loss(p, batch):
+        x, y = batch
+        one = jax.pure_callback(lambda v: np.ones((), v.dtype),
+                                jax.ShapeDtypeStruct((), p["w"].dtype),
+                                jax.lax.stop_gradient(p["w"][0, 0]), vmap_method="sequential")
+        return one * jnp.mean((x @ p["w"] - y) ** 2)
+
+    def init(config, key):
+        return {"w": config["scale"] * jax.random.normal(key, (3, 1))}
+
+    x, y = np.ones((8, 3), np.float32), np.zeros((8, 1), np.float32)
+    grid = bpjax.Grid(lr=[0.1], scale=[1.0, 2.0], unused=[0, 1], seed=[0, 1])
+
+    def found():
+        trace._SHAPES.clear()
+        with pytest.warns(plans.UnusedAxisWarning, match=r"\[.unused.\]"):
+            p = plans.make_plan(loss, init, "adam", grid, 10, record_every=5, seed=0,
+                                data=(x, y), batch_size=4, val_data=None,
+                                record_params=True, record="full", target=None,
+                                stop_at_target=False, metrics=None,
+                                options=bpjax.Options(shard=False))
+        t = trace.shapes(p.specs[0], p.flat, 0, p.inputs)
+        return t._replace(carry=jax.tree.map(lambda s: (s.shape, s.dtype), t.carry),
+                          params=jax.tree.map(lambda s: (s.shape, s.dtype), t.params),
+                          records=jax.tree.map(lambda s: (s.shape, s.dtype), t.records))
+
+    one = found()
+    monkeypatch.setattr(trace, "_probe", lambda *a: 1 / 0)
+    parts = found()
+    assert one == parts
+    assert one.unused >= {"unused"} and "scale" not in one.unused
+    assert one.callbacks == {"pure_callback"}

@@ -146,7 +146,7 @@ def make_plan(loss_fn, init, optimizer, grid, steps, *, record_every, seed, data
     devices = jax.local_devices()
     n_dev = len(devices) if options.shard else 1
     if n_dev > 1:
-        n_dev = callbacks.devices(specs, flat, seed, inputs, n_dev)
+        n_dev = callbacks.devices(set().union(*(t.callbacks for t in traced)), n_dev)
     per_record = 8 + (size_bytes(params_shape) if specs[0].record_params else 0)
     # carry, its donated copy and the optimizer's temporaries; the chunk's trajectories
     # (all records) on the device and their copy on the host, and one segment's records

@@ -1,8 +1,9 @@
 """The abstract trace of one configuration that checks shapes before anything compiles.
 
-``shapes`` evaluates init, the loss, the first records and one step abstractly
-(``jax.eval_shape``: no compile, no FLOPs), so that a wrong shape, dtype or metric
-is an error that names it, and finds the grid axes nothing uses.
+``shapes`` evaluates init, the loss, the first records and one step abstractly,
+in one trace (``jax.make_jaxpr``: no compile, no FLOPs), so that a wrong shape,
+dtype or metric is an error that names it, and finds the grid axes nothing uses
+and the host callbacks the sweep calls.
 """
 
 from collections.abc import Callable, Mapping
@@ -14,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bpjax import checks, engine
+from bpjax.sweep import callbacks
 from bpjax.sweep.compiled import CACHE_SIZE, Inputs, Spec, bind, start_one
 
 
@@ -25,6 +27,7 @@ class Traced(NamedTuple):
     unused: set  # grid axes that reach neither init, the loss nor the optimizer
     metrics: dict  # metric name -> its value's shape
     records: Any  # what one configuration records at a record step (a mapping by name)
+    callbacks: set  # the host callback primitives its start and one step call
 
 
 _SHAPES: dict = {}
@@ -54,14 +57,52 @@ def remembered(cache: dict, spec: Spec, inputs: Inputs, compute: Callable):
 
 def _trace_one(spec: Spec, flat: Mapping, seed: int, inputs: Inputs):
     config = {k: jax.ShapeDtypeStruct((), v.dtype) for k, v in flat.items()}
+    base_seed = np.uint32(seed)
+    try:  # all in one trace: in three, init and the loss were traced five times
+        closed, (found, stepped) = jax.make_jaxpr(partial(_probe, spec), return_shape=True)(
+            config, base_seed, inputs)
+    except Exception:  # noqa: BLE001 - traced again part by part: the error names its part
+        closed = None
+    if closed is None:
+        params, value = _first_loss(spec, config, base_seed, inputs)
+    else:
+        params, value, carry, records = found
+    _check_first(params, value)
+    metrics = {name: _metric_shape(spec._replace(metrics=((name, fn),)), config, seed, inputs,
+                                   params) for name, fn in spec.metrics}  # each alone: named
+    if closed is None:
+        carry, records = jax.eval_shape(partial(start_one, spec), config, base_seed, inputs)
+        closed = jax.make_jaxpr(partial(_first_step, spec))(config, base_seed, inputs)
+        unused = checks.unused_in(closed, config)
+    else:  # what the carry after one step needs
+        n = len(jax.tree.leaves(stepped))
+        unused = checks.unused_in(closed, config, [False] * (len(closed.out_avals) - n)
+                                  + [True] * n)
+    return Traced(carry, params, unused, metrics, records, callbacks.found(closed))
 
+
+def _probe(spec: Spec, config, base_seed, inputs: Inputs):
+    """``((params, first loss, carry, records at step 0), carry after one step)`` of
+    one configuration: everything the checks look at."""
+    bound = bind(spec, config, base_seed, inputs)
+    params = spec.init(bound.config, bound.init_key)
+    value = bound.loss(params, bound.batching.batch(bound.data_key, jnp.int32(0)))
+    carry, records = start_one(spec, config, base_seed, inputs, bound, params=params)
+    stepped = engine.advance(carry, jnp.int32(0), bound.tx, bound.loss, bound.batching,
+                             bound.data_key)[0]
+    return (params, value, carry, records), stepped
+
+
+def _first_loss(spec: Spec, config, base_seed, inputs: Inputs):
+    """A configuration's params and first loss, traced; a failure names init, the loss
+    and the optimizer."""
     def one(config, base_seed, inputs):
         bound = bind(spec, config, base_seed, inputs)
         params = spec.init(bound.config, bound.init_key)
         return params, bound.loss(params, bound.batching.batch(bound.data_key, jnp.int32(0)))
 
     try:
-        params, value = jax.eval_shape(one, config, np.uint32(seed), inputs)
+        return jax.eval_shape(one, config, base_seed, inputs)
     except Exception as e:  # noqa: BLE001 - report the user's error with context
         data = inputs.data
         raise ValueError(
@@ -69,6 +110,9 @@ def _trace_one(spec: Spec, flat: Mapping, seed: int, inputs: Inputs):
             f"(data shapes {jax.tree.map(np.shape, data) if data is not None else None}): "
             f"{type(e).__name__}: {e}"
         ) from e
+
+
+def _check_first(params, value) -> None:
     for leaf in jax.tree.leaves(params):
         if not jnp.issubdtype(leaf.dtype, jnp.floating):
             raise ValueError(f"init must return float params, got a leaf of dtype {leaf.dtype}")
@@ -77,11 +121,6 @@ def _trace_one(spec: Spec, flat: Mapping, seed: int, inputs: Inputs):
         raise ValueError(f"loss_fn must return a scalar, got shape {shape}")
     if not jnp.issubdtype(value.dtype, jnp.floating):
         raise ValueError(f"loss_fn must return a float, got dtype {value.dtype}")
-    metrics = {name: _metric_shape(spec._replace(metrics=((name, fn),)), config, seed, inputs,
-                                   params) for name, fn in spec.metrics}  # each alone: named
-    carry, records = jax.eval_shape(partial(start_one, spec), config, np.uint32(seed), inputs)
-    unused = checks.unused_inputs(partial(_first_step, spec), config, np.uint32(seed), inputs)
-    return Traced(carry, params, unused, metrics, records)
 
 
 def _first_step(spec: Spec, config, base_seed, inputs: Inputs) -> engine.Carry:
