@@ -283,8 +283,9 @@ def _diagnostics(loss, start, final, x, y, shape):
                 diagnostics.layer_grad_norms(loss, params, (xs, y[:512])))
 
     @jax.jit  # one program: eagerly, each lax.map and its remainder's ops compiled their own
-    def both(start, final):
-        return jax.lax.map(at, start, batch_size=64), jax.lax.map(at, final, batch_size=64)[1]
+    def both(start, final):  # (at the end, only the dead units)
+        return jax.lax.map(at, start, batch_size=64), jax.lax.map(
+            lambda p: diagnostics.dead_units(p, xs), final, batch_size=64)
 
     (s0, d0, g0), d1 = both(start, final)
     r = lambda a: np.asarray(a).reshape(shape + a.shape[1:])  # noqa: E731
