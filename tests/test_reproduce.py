@@ -259,6 +259,20 @@ def test_processes_compute_what_one_process_does(report, tmp_path):
         reproduce.reproduce(SUBSET[:1], quick=True, out=tmp_path, jobs=0)
 
 
+def test_one_experiment_left_to_run_runs_in_this_process(tmp_path):
+    """jobs=2 with one experiment to run: no process is started (one would import bpjax
+    again, ~1.5 s) and its progress goes to the stream, not to log.txt."""
+    import io
+
+    stream = io.StringIO()
+    entries = reproduce.reproduce(["log_rule"], quick=True, out=tmp_path, jobs=2,
+                                  stream=stream)
+    assert entries["log_rule"]["status"] == "ran"
+    assert not (tmp_path / "log_rule" / "log.txt").exists()
+    assert "[1/1] log_rule: running" in stream.getvalue()
+    assert "processes" not in stream.getvalue()
+
+
 def test_unknown_experiment_is_refused(capsys):
     with pytest.raises(SystemExit):
         cli.main(["reproduce", "nope"])
@@ -299,8 +313,8 @@ def test_a_script_without_a_main_guard_gets_its_page_and_the_reason(tmp_path):
     still written, and each failure says why and what to do."""
     script = tmp_path / "no_guard.py"
     script.write_text("from bpjax.experiments import report\n"
-                      f"report.reproduce(['quartic'], quick=True, out={str(tmp_path / 'r')!r}, "
-                      "jobs=2)\n")
+                      "report.reproduce(['quartic', 'log_rule'], quick=True, "
+                      f"out={str(tmp_path / 'r')!r}, jobs=2)\n")
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -44,7 +44,6 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy.optimize import linprog
 
 import bpjax
 from bpjax import critical, losses, nets, problems
@@ -97,6 +96,8 @@ def escape_direction(rows: np.ndarray) -> np.ndarray | None:
     Sontag's proof uses: grad E . v < 0 everywhere, so E has no critical point and no
     solution stays bounded. Separable rows (A v > 0) are the special case he states.
     """
+    from scipy.optimize import linprog  # here: its import is 0.5 s of every report's start
+
     n, dim = rows.shape
     lp = linprog(np.zeros(dim), A_ub=np.vstack([-rows, -rows.sum(0)]),
                  b_ub=np.concatenate([np.zeros(n), [-1.0]]), bounds=[(None, None)] * dim,

@@ -38,7 +38,8 @@ def reproduce(names=None, quick: bool = False, out="report", force: bool = False
     An experiment whose code and sizes are unchanged since its last run in ``out`` is
     reused unless ``force``; one that fails is reported and does not stop the others.
     With ``jobs`` > 1 the experiments run in that many fresh processes at once (their
-    own progress goes to ``out/NAME/log.txt``), the longest of their last runs first
+    own progress goes to ``out/NAME/log.txt``; one left to run alone runs in this
+    process, as with ``jobs=1``), the longest of their last runs first
     (their seconds are kept beside the compiled programs, in ``~/.cache/bpjax``):
     compilation, most of a quick run's time, keeps one core busy per process. Each
     experiment computes the same numbers either way. At default size each verdict and
@@ -84,14 +85,15 @@ def reproduce(names=None, quick: bool = False, out="report", force: bool = False
                          numbers=_read_json(folder / "summary.json"))
             stream.write(f"[{i + 1}/{len(modules)}] {name}: unchanged, reused\n")
             done(name, entry)
-        elif jobs == 1:
-            stream.write(f"[{i + 1}/{len(modules)}] {name}: running\n")
-            entry.update(_run(module.run, folder, quick))
-            _finish(folder, entry)
-            done(name, entry)
         else:
             todo.append((name, entry))
-    if todo:
+    if jobs == 1 or len(todo) == 1:  # (one alone: no process to start and import bpjax)
+        for name, entry in todo:
+            stream.write(f"[{list(modules).index(name) + 1}/{len(modules)}] {name}: running\n")
+            entry.update(_run(modules[name].run, out / name, quick))
+            _finish(out / name, entry)
+            done(name, entry)
+    elif todo:
         _run_in_processes(todo, out, quick, jobs, stream, done)
     _remember_seconds(entries, quick)
     entries = {n: entries[n] for n in modules}  # in the registry's order
