@@ -6,6 +6,7 @@ from bpjax import compilation_cache, devices
 
 devices.arrange()  # one JAX CPU device per core, before JAX initializes (see bpjax.devices)
 compilation_cache.enable()  # compiled programs kept on disk for the next process
+compilation_cache.unroll_threefry()  # random numbers compile faster on the CPU, same bits
 
 from bpjax import initializers, metrics, nets, optim, problems  # noqa: E402
 from bpjax.grid import Grid, static  # noqa: E402
