@@ -47,6 +47,7 @@ import numpy as np
 
 import bpjax
 from bpjax import critical, losses, nets, problems
+from bpjax.compilation_cache import jit_once
 from bpjax.experiments import script
 
 SEED = "001"  # the seed document it answers (../shared/seeds/)
@@ -112,7 +113,7 @@ def settles(rows, x_end) -> np.ndarray:
     vanishes with the gradient (min eigenvalue ~1e-15 after the polish, which runs off by
     10-40); a slow minimum still has curvature there (~1e-3)."""
     energy = lambda p, a: jnp.sum((1.0 - jnp.tanh(a @ p["x"])) ** 2)  # noqa: E731
-    polished, grad, eig = jax.jit(jax.vmap(lambda x, a: critical.polish(
+    polished, grad, eig = jit_once(jax.vmap(lambda x, a: critical.polish(
         lambda p: energy(p, a), {"x": x}, iters=50)))(x_end, rows)
     moved = np.linalg.norm(np.asarray(polished["x"]) - np.asarray(x_end), axis=-1)
     return (moved < 1.0) & (np.asarray(grad) < 1e-8) & (np.asarray(eig)[:, 0] > 1e-8)

@@ -38,6 +38,7 @@ import numpy as np
 
 import bpjax
 from bpjax import losses, nets
+from bpjax.compilation_cache import jit_once
 from bpjax.experiments import script
 from bpjax.problems import digits
 
@@ -70,7 +71,7 @@ def run(out: str, quick: bool = False) -> dict:
                       bpjax.Grid(lr=size["lrs"], seed=np.arange(size["seeds"])), size["steps"],
                       record_every=size["record"], data=train, val_data=val,
                       record_params=False)
-    scores = jax.jit(jax.vmap(jax.vmap(lambda p, xs, ys: evaluate(net, p, xs, ys),
+    scores = jit_once(jax.vmap(jax.vmap(lambda p, xs, ys: evaluate(net, p, xs, ys),
                                        (0, None, None)), (0, None, None)))
     acc_best = np.asarray(scores(res.best_params, *val)[1])
     acc_final = np.asarray(scores(res.final_params, *val)[1])

@@ -60,6 +60,7 @@ import numpy as np
 
 import bpjax
 from bpjax import diagnostics, initializers, losses, nets, problems
+from bpjax.compilation_cache import jit_once
 from bpjax.experiments import script
 
 SEED = "004"  # the seed document it answers (../shared/seeds/)
@@ -282,7 +283,7 @@ def _diagnostics(loss, start, final, x, y, shape):
         return (diagnostics.softmax_saturation(logits), diagnostics.dead_units(params, xs),
                 diagnostics.layer_grad_norms(loss, params, (xs, y[:512])))
 
-    @jax.jit  # one program: eagerly, each lax.map and its remainder's ops compiled their own
+    @jit_once  # one program: eagerly, each lax.map and its remainder's ops compiled their own
     def both(start, final):  # (at the end, only the dead units)
         return jax.lax.map(at, start, batch_size=64), jax.lax.map(
             lambda p: diagnostics.dead_units(p, xs), final, batch_size=64)

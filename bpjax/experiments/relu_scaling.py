@@ -105,7 +105,7 @@ def _sharpness_at(base, x, y, params_S) -> np.ndarray:
     top 3 by magnitude (near the origin a deep net sits at a saddle whose largest-magnitude
     one is negative). One program: eagerly, the power iteration's ops each compile their
     own. Its key's seed is an argument, so that XLA cannot fold the random start."""
-    top = jax.jit(jax.vmap(lambda p, seed: diagnostics.sharpness(
+    top = jit_once(jax.vmap(lambda p, seed: diagnostics.sharpness(
         lambda q: base(q, (x, y)), p, k=3, iters=60, key=jax.random.key(seed)).max(),
         (0, None)))
     return np.asarray(top(params_S, np.int32(0)))  # seed 0: sharpness's default key

@@ -173,10 +173,10 @@ def run(out: str, quick: bool = False) -> dict:
 
     over_seeds = jax.vmap(grad_stats, (None, 0, None))
     acts = jnp.arange(len(ACTIVATIONS))
-    g_acts, w1_acts = (np.asarray(a) for a in jax.jit(jax.vmap(jax.vmap(jax.vmap(
+    g_acts, w1_acts = (np.asarray(a) for a in jit_once(jax.vmap(jax.vmap(jax.vmap(
         over_seeds, (None, None, 0)), (None, 0, None)), (0, None, None)))(
         acts, params, jnp.asarray(depths)))  # (activation, init, depth, seed, ...)
-    z_acts = np.asarray(jax.jit(jax.vmap(jax.vmap(jax.vmap(
+    z_acts = np.asarray(jit_once(jax.vmap(jax.vmap(jax.vmap(
         lambda a, p: hidden_preactivations(p, batch[0], nets.chosen(a, ACTIVATIONS)),
         (None, 0)), (None, 0)), (0, None)))(acts, params))  # (activation, init, seed, ...)
     for act, g_all, w1_all, z_all in zip(ACTIVATIONS, g_acts, w1_acts, z_acts):
