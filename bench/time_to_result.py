@@ -206,13 +206,15 @@ def reproduce(names: list[str]) -> None:
         seconds = {}
         for state in ("cold", "warm"):
             out = os.path.join(tmp, state)
-            t0 = time.perf_counter()
+            t0, cpu0, stolen0 = time.perf_counter(), _children_cpu(), _stolen()
             # (its progress, per experiment, goes to stderr as it runs)
             done = subprocess.run([sys.executable, "-c", "from bpjax.cli import main; "
                                    "raise SystemExit(main())", "reproduce", *names,
                                    "--quick", "--out", out], env=env, cwd=ROOT)
             wall = time.perf_counter() - t0
-            print(f"{state}: {wall:.1f} s (exit {done.returncode})", flush=True)
+            print(f"{state}: {wall:.1f} s (exit {done.returncode}); CPU time of its "
+                  f"processes {_children_cpu() - cpu0:.1f} s; stolen from this VM "
+                  f"{_stolen() - stolen0:.1f} s", flush=True)
             for f in sorted(Path(out).glob("*/.bpjax-hash")):
                 seconds.setdefault(f.parent.name, {})[state] = json.loads(
                     f.read_text())["seconds"]
@@ -220,6 +222,25 @@ def reproduce(names: list[str]) -> None:
         for name, s in seconds.items():
             print(f"| {name} | {s.get('cold', float('nan')):.1f} | "
                   f"{s.get('warm', float('nan')):.1f} |")
+
+
+def _children_cpu() -> float:
+    """User + system seconds of the finished child processes (and theirs)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _stolen() -> float:
+    """Seconds the hypervisor ran others on this VM's CPUs (Linux's steal time; 0 where
+    it is not reported): a VM that is throttled shows it here, and its wall times grow."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def main() -> None:
