@@ -85,21 +85,26 @@ def _probe(spec: Spec, config, base_seed, inputs: Inputs):
     """``((params, first loss, carry, records at step 0), carry after one step)`` of
     one configuration: everything the checks look at."""
     bound = bind(spec, config, base_seed, inputs)
-    params = spec.init(bound.config, bound.init_key)
-    value = bound.loss(params, bound.batching.batch(bound.data_key, jnp.int32(0)))
+    params, value = _params_and_loss(spec, bound)
     carry, records = start_one(spec, config, base_seed, inputs, bound, params=params)
-    stepped = engine.advance(carry, jnp.int32(0), bound.tx, bound.loss, bound.batching,
-                             bound.data_key)[0]
-    return (params, value, carry, records), stepped
+    return (params, value, carry, records), _stepped(carry, bound)
+
+
+def _params_and_loss(spec: Spec, bound):
+    params = spec.init(bound.config, bound.init_key)
+    return params, bound.loss(params, bound.batching.batch(bound.data_key, jnp.int32(0)))
+
+
+def _stepped(carry: engine.Carry, bound) -> engine.Carry:
+    return engine.advance(carry, jnp.int32(0), bound.tx, bound.loss, bound.batching,
+                          bound.data_key)[0]
 
 
 def _first_loss(spec: Spec, config, base_seed, inputs: Inputs):
     """A configuration's params and first loss, traced; a failure names init, the loss
     and the optimizer."""
     def one(config, base_seed, inputs):
-        bound = bind(spec, config, base_seed, inputs)
-        params = spec.init(bound.config, bound.init_key)
-        return params, bound.loss(params, bound.batching.batch(bound.data_key, jnp.int32(0)))
+        return _params_and_loss(spec, bind(spec, config, base_seed, inputs))
 
     try:
         return jax.eval_shape(one, config, base_seed, inputs)
@@ -126,9 +131,7 @@ def _check_first(params, value) -> None:
 def _first_step(spec: Spec, config, base_seed, inputs: Inputs) -> engine.Carry:
     """A configuration's carry after one step: what every grid axis must reach."""
     bound = bind(spec, config, base_seed, inputs)
-    carry = start_one(spec, config, base_seed, inputs, bound)[0]
-    return engine.advance(carry, jnp.int32(0), bound.tx, bound.loss, bound.batching,
-                          bound.data_key)[0]
+    return _stepped(start_one(spec, config, base_seed, inputs, bound)[0], bound)
 
 
 def _metric_shape(spec: Spec, config, seed, inputs: Inputs, params) -> jax.ShapeDtypeStruct:
