@@ -171,10 +171,14 @@ class Store:
                     and isinstance(stored.get("fingerprint"), str)):
                 raise ValueError("not a bpjax sweep.json: no fingerprint, layout or "
                                  "description")
-            if set(stored["layout"]) != set(layout) or not all(
-                    type(v) is int and v > 0 for v in stored["layout"].values()):
-                raise ValueError(f"its layout {stored['layout']} is not one of {sorted(layout)}"
-                                 " as positive whole numbers")
+            flags = {k for k, v in layout.items() if type(v) is bool}  # (optional: a layout
+            sizes = set(layout) - flags  # written before bpjax had them lacks them)
+            got = stored["layout"]
+            if not (sizes <= set(got) <= set(layout)) or not all(
+                    type(got[k]) is int and got[k] > 0 for k in sizes) or not all(
+                    type(got[k]) is bool for k in flags & set(got)):
+                raise ValueError(f"its layout {got} is not one of {sorted(sizes)} as positive "
+                                 f"whole numbers (and {sorted(flags)} as true or false)")
         except (OSError, ValueError) as e:  # (JSONDecodeError, UnicodeDecodeError)
             raise ValueError(
                 f"{path} is damaged ({type(e).__name__}: {e}); it says which sweep "

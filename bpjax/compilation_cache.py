@@ -37,7 +37,19 @@ ENV = "BPJAX_CACHE"
 # not XLA's default 3. A vmapped init's random-number code (vanishing_gradients')
 # compiled in 0.7 s, not 3-4.5 s; 1,024 inits of a 64-128-10 net compiled in 0.5 s,
 # not 2.8, and ran in 188 ms, not 138 (level 0: 842 ms).
-ONCE = {"xla_backend_optimization_level": 1}
+#
+# And XLA's older CPU emitters (``xla_cpu_use_fusion_emitters=False``), which compile
+# in about half the time of its default fusion emitters (a 2-8-1 XOR training loop
+# 0.20 s instead of 0.44; a 64-128-10 one 0.23 s instead of 0.45), for code that
+# runs up to about 2x slower (W1's 4,096 x 1,000 loop: 22 ms instead of 10; W2 15%
+# slower; the XOR loop the same). So sweeps use them where their arithmetic is
+# estimated to take less than ``FAST_COMPILE_SECONDS`` (``Options.fast_compile``),
+# and so do programs run once. A cold `bpjax reproduce --quick`: 108 s (CPU 207 s)
+# with XLA's default, 85-91 s (CPU 158-170 s) as bpjax sets them, 65-80 s with them
+# for every program of the process (``XLA_FLAGS``; eager ops included).
+FAST_COMPILE = {"xla_cpu_use_fusion_emitters": False}
+FAST_COMPILE_SECONDS = 2.0
+ONCE = {"xla_backend_optimization_level": 1, **FAST_COMPILE}
 
 # The thresholds bpjax lowers, each unless the user set it through JAX's env variable.
 _THRESHOLDS = {"jax_persistent_cache_min_compile_time_secs": 0.0,
@@ -61,6 +73,20 @@ def jit_once(fun=None, **jit_kwargs):
     if fun is None:  # @jit_once(static_argnums=...)
         return partial(jit_once, **jit_kwargs)
     return jax.jit(fun, compiler_options=ONCE, **jit_kwargs)
+
+
+def jit_fast(fun=None, **jit_kwargs):
+    """``jax.jit`` by XLA's faster-compiling CPU emitters (``FAST_COMPILE``), at LLVM's
+    full optimization: for a program run a few times whose arithmetic is short, where
+    compiling is most of the wait (a sweep chooses this itself: ``Options.fast_compile``).
+
+    >>> import jax.numpy as jnp
+    >>> float(jit_fast(lambda x: jnp.sum(x ** 2))(jnp.arange(3.0)))
+    5.0
+    """
+    if fun is None:
+        return partial(jit_fast, **jit_kwargs)
+    return jax.jit(fun, compiler_options=FAST_COMPILE, **jit_kwargs)
 
 
 def unroll_threefry() -> bool:

@@ -1,7 +1,6 @@
 """``train``: one run, one compiled ``lax.scan``; the same step ``sweep`` vmaps."""
 
 from collections.abc import Callable
-from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -11,6 +10,8 @@ import optax
 
 from bpjax import engine, recorders
 from bpjax.checks import check_data, positive_int
+from bpjax.compilation_cache import FAST_COMPILE, FAST_COMPILE_SECONDS
+from bpjax.sweep.plan import estimated_seconds
 
 
 class Run(NamedTuple):
@@ -75,7 +76,10 @@ def train(
         shape = getattr(value, "shape", value)
         raise ValueError(f"loss_fn must return a scalar, got shape {shape}")
     key = jax.random.key(0) if key is None else key
-    final, rec_loss, rec_params, diverged_at = _run(
+    params_n = sum(np.size(x) for x in jax.tree.leaves(params))
+    examples = 1 if data is None else batch_size or jax.tree.leaves(data)[0].shape[0]
+    fast = estimated_seconds(1, steps, params_n, examples) < FAST_COMPILE_SECONDS  # as sweep
+    final, rec_loss, rec_params, diverged_at = (_run_fast if fast else _run)(
         loss, optimizer, steps // record_every, record_every, batch_size, params, data, key)
     return Run(
         final_params=jax.tree.map(np.asarray, final),
@@ -93,8 +97,7 @@ def _float(x) -> jax.Array:
     return jnp.asarray(x, x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else float)
 
 
-@partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
-def _run(loss, tx, n_records, record_every, batch_size, params, data, key):
+def _run_one(loss, tx, n_records, record_every, batch_size, params, data, key):
     batching = engine.Batching(data, batch_size)
     kept = {"loss": recorders.loss(), "params": recorders.params()}
     carry = engine.init_carry(params, tx, loss, batching, key, kept)
@@ -103,3 +106,9 @@ def _run(loss, tx, n_records, record_every, batch_size, params, data, key):
         carry, jnp.int32(0), n_records, record_every, tx, loss, batching, key, kept)
     records = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, records)
     return carry.params, records["loss"], records["params"], carry.diverged_at
+
+
+# Compiled like a sweep of one run: by XLA's faster-compiling emitters where the run's
+# arithmetic is estimated to be short (see ``Options.fast_compile``).
+_run = jax.jit(_run_one, static_argnums=(0, 1, 2, 3, 4))
+_run_fast = jax.jit(_run_one, static_argnums=(0, 1, 2, 3, 4), compiler_options=FAST_COMPILE)

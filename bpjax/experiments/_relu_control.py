@@ -6,6 +6,7 @@ import jax
 import numpy as np
 
 from bpjax import diagnostics
+from bpjax.compilation_cache import jit_fast
 from bpjax.experiments import relu_init_map as exp
 
 
@@ -64,10 +65,10 @@ def maps(res, start, grid, x, y) -> dict:
     its sweep and the (flattened) params it started from: the same for either net."""
     net = exp.NETS[exp.CONTROL]
     flat = lambda tree: jax.tree.map(lambda a: a.reshape((-1,) + a.shape[3:]), tree)  # noqa: E731
-    acc = jax.jit(jax.vmap(lambda p: exp.accuracy(p, x, y, net)))(flat(res.final_params))
+    acc = jit_fast(jax.vmap(lambda p: exp.accuracy(p, x, y, net)))(flat(res.final_params))
     acc = np.asarray(acc).reshape(grid.shape)
     converged = (acc >= exp.THRESHOLD) & ~res.diverged
-    sat = jax.jit(lambda s: jax.lax.map(lambda p: diagnostics.softmax_saturation(  # one program
+    sat = jit_fast(lambda s: jax.lax.map(lambda p: diagnostics.softmax_saturation(  # one program
         jax.vmap(net.apply, (None, 0))(p, x[:512])), s, batch_size=64))(start)
     return {"net": f"64-32-32-10 {exp.CONTROL}, biases 0", "loss": "softmax+MSE",
             "fraction_converged": converged.mean(-1),  # (init, lr)

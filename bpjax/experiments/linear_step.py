@@ -47,7 +47,7 @@ import numpy as np
 
 import bpjax
 from bpjax import diagnostics, losses, nets, second_order, trajectories
-from bpjax.compilation_cache import jit_once
+from bpjax.compilation_cache import jit_fast, jit_once
 from bpjax.experiments import script
 from bpjax.problems import SEED000_TARGET, seed000_loss, seed000_net
 
@@ -161,7 +161,7 @@ def part_single_step(size):
         methods = {"newton": lambda p, loss=loss: second_order.newton_step(loss, p),
                    "gauss_newton": lambda p, r=residuals: second_order.gauss_newton_step(r, p)}
         for m, step in methods.items():
-            fn = jax.jit(jax.vmap(lambda p, step=step, loss=loss: second_order.run(
+            fn = jit_fast(jax.vmap(lambda p, step=step, loss=loss: second_order.run(
                 step, loss, p, 50)))
             jax.block_until_ready(fn(starts))  # compile
             t0 = time.perf_counter()

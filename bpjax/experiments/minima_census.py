@@ -66,6 +66,7 @@ import numpy as np
 
 import bpjax
 from bpjax import critical, losses, nets
+from bpjax.compilation_cache import jit_fast
 from bpjax.experiments import script
 
 SEED = "001"  # the seed document it answers (../shared/seeds/)
@@ -152,7 +153,7 @@ def census(data, h: int, starts: int, steps: int, polish_iters: int) -> dict:
             q, grad, eig = critical.polish(lambda r: loss(r, x64), p, iters=polish_iters)
             return q, grad, eig, loss(q, x64)
 
-        polished, grad, eig, final = jax.jit(jax.vmap(polish))(jax.tree.map(jnp.asarray, end))
+        polished, grad, eig, final = jit_fast(jax.vmap(polish))(jax.tree.map(jnp.asarray, end))
     final = np.asarray(final)
     polished = jax.tree.map(np.asarray, polished)
     grad, eig = np.asarray(grad), np.asarray(eig)

@@ -43,6 +43,7 @@ import optax
 
 import bpjax
 from bpjax import problems, trajectories
+from bpjax.compilation_cache import jit_fast
 from bpjax.experiments import script
 
 SEED = "000"  # the seed document it answers (../shared/seeds/)
@@ -98,7 +99,7 @@ def oracle_steps(w: np.ndarray, steps: int, record_every: int) -> np.ndarray:
     return np.where(first >= 0, first * record_every, -1)
 
 
-@jax.jit
+@jit_fast
 def _turns(w_xT, atol):
     """Per trajectory (leading axes kept): whether it is monotone, and its first turn (-1:
     never), moves below ``atol`` ignored; as ``trajectories.analyze``, in one program."""
@@ -294,7 +295,7 @@ def _grid_figure(res, w, info, steps_to, path, size):
     fig, axes = script.subplots(2, len(OPTIMIZERS), figsize=(5 * len(OPTIMIZERS), 9),
                              constrained_layout=True)
     ww1, ww2 = np.meshgrid(w, w, indexing="ij")
-    surface = np.asarray(jax.jit(problems.seed000_loss)({"w1": ww1, "w2": ww2}))  # one program
+    surface = np.asarray(jit_fast(problems.seed000_loss)({"w1": ww1, "w2": ww2}))  # one program
     for o, name in enumerate(OPTIMIZERS):
         ax = axes[0, o]
         cs = ax.contourf(w, w, np.log10(surface.T + 1e-12), levels=20, cmap="Greys")

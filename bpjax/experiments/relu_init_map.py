@@ -60,7 +60,7 @@ import numpy as np
 
 import bpjax
 from bpjax import diagnostics, initializers, losses, nets, problems
-from bpjax.compilation_cache import jit_once
+from bpjax.compilation_cache import jit_fast, jit_once
 from bpjax.experiments import script
 
 SEED = "004"  # the seed document it answers (../shared/seeds/)
@@ -145,7 +145,7 @@ def run(out: str, quick: bool = False) -> dict:
             numbers[f"{CONTROL} control"] = _relu_control.maps(
                 res.sel(activation=list(NETS).index(CONTROL)), flat(start), grid, x, y)
             res = res.sel(activation=list(NETS).index("relu"))
-        acc = jax.jit(jax.vmap(accuracy, (0, None, None)))(flat(res.final_params), x, y)
+        acc = jit_fast(jax.vmap(accuracy, (0, None, None)))(flat(res.final_params), x, y)
         acc = np.asarray(acc).reshape(grid.shape)
         converged = (acc >= THRESHOLD) & ~res.diverged
         stalled = ((res.loss[..., 0] - res.loss[..., -1]) < STALL * res.loss[..., 0]) \

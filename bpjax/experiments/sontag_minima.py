@@ -24,13 +24,13 @@ case 3's values of a, which must find its two critical points, shows that it can
 """
 
 import os
-from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import bpjax
+from bpjax.compilation_cache import jit_fast
 from bpjax.experiments import script
 from bpjax.problems import sontag_loss
 
@@ -57,7 +57,7 @@ def bisect(f, lo, hi, iters: int = 60):
     return 0.5 * (lo + hi)
 
 
-@jax.jit
+@jit_fast
 def critical_points(a):
     """(x_min, x_max) of E for each a < -2: E' < 0 at -3, > 0 at 0, and < 0 at large x."""
     def one(a):
@@ -80,7 +80,7 @@ def critical_point_count(a, n: int):
 
 
 # One program, not one per jnp op: run() calls it for two a's of the same shape.
-@partial(jax.jit, static_argnums=1)
+@jit_fast(static_argnums=1)
 def _sign_changes(a, n: int):
     xs = jnp.linspace(*FINE_X, n, dtype=jnp.float64)
     d = jax.vmap(lambda av: jax.vmap(jax.grad(sontag_loss), (0, None))(xs, av))(a)  # (a, x)
@@ -88,7 +88,7 @@ def _sign_changes(a, n: int):
 
 
 # E at the critical points, one program for both (eager, each jnp op compiles its own).
-_energy = jax.jit(sontag_loss)
+_energy = jit_fast(sontag_loss)
 
 
 def run(out: str, quick: bool = False) -> dict:

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from bpjax import engine, optim, recorders
-from bpjax.compilation_cache import jit_once
+from bpjax.compilation_cache import FAST_COMPILE, jit_once
 
 # How many steps between records one iteration of the compiled loop takes, per backend,
 # for nets of at most SMALL_NET params. Measured on an H100: W1 (2 params, 4096 x 1000)
@@ -195,7 +195,7 @@ def opt_init(spec: Spec, params, config, base_seed, inputs: Inputs):
     return bind(spec, config, base_seed, inputs).tx.init(params)
 
 
-def _start(spec: Spec, shard: dict, begin: Callable, keys: Callable) -> Callable:
+def _start(spec: Spec, shard: dict, begin: Callable, keys: Callable, options) -> Callable:
     """``Compiled.start`` as three programs: the init alone, compiled for a single run
     (``jit_once``: the random-number code of an init took seconds to compile at XLA's
     full optimization); ``begin`` (the first loss, gradient and records), compiled
@@ -204,7 +204,7 @@ def _start(spec: Spec, shard: dict, begin: Callable, keys: Callable) -> Callable
     ``begin`` depends on the optimizer, so the sweep's other optimizers load them from
     the persistent cache instead of compiling them again (W2: 2 of 3 ``begin``s)."""
     init = jit_once(jax.vmap(partial(init_one, spec), in_axes=(0, None)), **shard)
-    begin = jax.jit(begin, static_argnums=4, **shard)
+    begin = jax.jit(begin, static_argnums=4, compiler_options=options, **shard)
     state = jit_once(jax.vmap(partial(opt_init, spec), in_axes=(0, 0, None, None)), **shard)
 
     def start(configs, base_seed, inputs, n_cols):
@@ -224,9 +224,11 @@ def _start(spec: Spec, shard: dict, begin: Callable, keys: Callable) -> Callable
 _CACHE: dict = {}
 
 
-def compiled(spec: Spec, sharding=None, unroll: int = 1) -> Compiled:
-    """The compiled functions of ``spec`` (cached)."""
-    key = (spec.key, sharding, unroll)
+def compiled(spec: Spec, sharding=None, unroll: int = 1, fast_compile: bool = False) -> Compiled:
+    """The compiled functions of ``spec`` (cached); with ``fast_compile`` its segments
+    and ``begin`` are compiled by XLA's faster-compiling CPU emitters (``FAST_COMPILE``),
+    whose code may round differently in the last bit and run up to about 2x slower."""
+    key = (spec.key, sharding, unroll, fast_compile)
     hit = _CACHE.get(key)
     if hit is not None:
         return hit
@@ -287,26 +289,31 @@ def compiled(spec: Spec, sharding=None, unroll: int = 1) -> Compiled:
         broken = jnp.zeros(carry.diverged_at.shape, bool).at[idx].set(broken, mode="drop")
         return carry, hist, status(carry, broken)
 
+    def rewind(carry, before, rows):
+        return jax.tree.map(
+            lambda a, b: a.at[rows].set(b[jnp.clip(rows, 0, b.shape[0] - 1)], mode="drop"),
+            carry, before)
+
     # Each segment runs optimistically first (its input carry kept: not donated), and
     # again with the per-step guard from that carry where some run met a non-finite value.
     # keys' and start's outputs sharded like the segments' (else the second segment
     # compiles again, for new input shardings: W2 cold paid 3 of 11 compiles for it)
     shard = {} if sharding is None else {"out_shardings": sharding}
+    options = FAST_COMPILE if fast_compile else None  # (where the code is arithmetic)
     keys = jit_once(jax.vmap(partial(keys_one, spec), in_axes=(0, None)), **shard)
     functions = Compiled(
         keys=keys,
-        start=_start(spec, shard, begin, keys),
-        running=jax.jit(live),
+        start=_start(spec, shard, begin, keys, options),
+        running=jax.jit(live, compiler_options=FAST_COMPILE),  # (comparisons: the same bits)
         segment=jax.jit(partial(segment, optimistic=False), static_argnums=7,
-                        donate_argnums=(0, 1)),
+                        donate_argnums=(0, 1), compiler_options=options),
         compacted=jax.jit(partial(compacted, optimistic=False), static_argnums=8,
-                          donate_argnums=(0, 1)),
-        fast=jax.jit(partial(segment, optimistic=True), static_argnums=7, donate_argnums=1),
+                          donate_argnums=(0, 1), compiler_options=options),
+        fast=jax.jit(partial(segment, optimistic=True), static_argnums=7, donate_argnums=1,
+                     compiler_options=options),
         fast_compacted=jax.jit(partial(compacted, optimistic=True), static_argnums=8,
-                               donate_argnums=1),
-        rewind=jax.jit(lambda carry, before, rows: jax.tree.map(
-            lambda a, b: a.at[rows].set(b[jnp.clip(rows, 0, b.shape[0] - 1)], mode="drop"),
-            carry, before)),
+                               donate_argnums=1, compiler_options=options),
+        rewind=jax.jit(rewind, compiler_options=FAST_COMPILE),  # (copies: the same bits)
     )
     if len(_CACHE) >= CACHE_SIZE:
         _CACHE.pop(next(iter(_CACHE)))

@@ -226,6 +226,7 @@ def assemble(plan: Plan, host: Host, elapsed: float) -> Result:
         "chunk_size": plan.chunk,
         "n_chunks": plan.n_chunks,
         "segments": math.ceil(plan.steps // plan.record_every / plan.seg_records),
+        "fast_compile": plan.fast_compile,
         "devices": [str(d) for d in jax.local_devices()] if plan.sharding else
                    [str(jax.local_devices()[0])],
         "processes": plan.procs,

@@ -47,7 +47,8 @@ def _execute(plan: Plan, options: Options, out,
         stores.append(top)
         if not top.finished():  # before sweep.json commits the folder to this sweep
             check_fits(plan, out)
-        layout = top.open({"chunk": plan.chunk, "seg_records": plan.seg_records})
+        layout = top.open({"chunk": plan.chunk, "seg_records": plan.seg_records,
+                             "fast_compile": plan.fast_compile})
         if top.finished():
             _say(f"bpjax: {top.out} holds this finished sweep; loading it")
             top.tidy()
@@ -59,7 +60,8 @@ def _execute(plan: Plan, options: Options, out,
                                      describe(plan) | {"process": jax.process_index(),
                                                        "processes": plan.procs})
             stores.append(store)
-            layout = store.open({"chunk": plan.chunk, "seg_records": plan.seg_records})
+            layout = store.open({"chunk": plan.chunk, "seg_records": plan.seg_records,
+                             "fast_compile": plan.fast_compile})
         elif distributed.slices(top):
             raise ValueError(f"{top.out} holds a sweep in progress across processes "
                              f"({', '.join(distributed.slices(top))}); run it again with as "
@@ -80,7 +82,8 @@ def _execute(plan: Plan, options: Options, out,
                                       and os.path.exists(store.chunk_name(0, c)))
 
     start = compiled(plan.specs[0], plan.sharding, unroll(size(plan.carry_shape.params),
-                                                          plan.record_every)).start
+                                                          plan.record_every),
+                     plan.fast_compile).start
     # every chunk, before any trains (where the first to train is a resumed one, too)
     check_initial(plan, base_seed, inputs, ran, start, first_checks_itself=resume is None)
 
@@ -105,7 +108,8 @@ def _execute(plan: Plan, options: Options, out,
     with writer:
         for o, spec in enumerate(plan.specs):
             functions = compiled(spec, plan.sharding,
-                                 unroll(size(plan.carry_shape.params), plan.record_every))
+                                 unroll(size(plan.carry_shape.params), plan.record_every),
+                                 plan.fast_compile)
             for c in range(plan.n_chunks):
                 at = Chunk(o, c, c * plan.chunk, min((c + 1) * plan.chunk, plan.n))
                 saved = store.load_chunk(o, c, (at.lo, at.hi), files) if store else None

@@ -9,7 +9,8 @@ class UnusedAxisWarning(UserWarning):
 
 
 class Options(NamedTuple):
-    """How a sweep runs; none of it changes a bit of the result on the CPU.
+    """How a sweep runs; on the CPU none of it but ``compact`` and ``fast_compile`` can
+    change a bit of the result (and those only in the last bits).
 
     Attributes:
       max_memory: device bytes a chunk may use (default: half the device memory,
@@ -36,6 +37,13 @@ class Options(NamedTuple):
         against, so that a rerun after it changes is refused instead of resumed.
       progress: show a progress bar (default: when stderr is a terminal, and in
         Jupyter).
+      fast_compile: compile the training programs with XLA's older CPU emitters,
+        in about half the time, for code that may run up to ~2x slower and round
+        differently in the last bit (not the only option here that can: ``compact``
+        is another). Default (None): where the sweep's arithmetic is estimated
+        (``plan.estimated_seconds``, from the grid's size alone) to take under
+        ``compilation_cache.FAST_COMPILE_SECONDS``, where compiling is most of the
+        wait. No effect on a GPU; a resumed sweep keeps the choice it started with.
     """
 
     max_memory: int | None = None
@@ -47,6 +55,7 @@ class Options(NamedTuple):
     on_segment: Callable | None = None
     fingerprint: Any = None
     progress: bool | None = None
+    fast_compile: bool | None = None
 
 
 class SegmentInfo(NamedTuple):

@@ -19,6 +19,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from bpjax import fingerprint, optim
 from bpjax import metrics as metrics_lib
 from bpjax.checks import check_data, positive_int
+from bpjax.compilation_cache import FAST_COMPILE_SECONDS
 from bpjax.grid import Grid
 from bpjax.sweep import callbacks
 from bpjax.sweep.compiled import Inputs, Spec
@@ -53,6 +54,7 @@ class Plan(NamedTuple):
     metric_shapes: dict = {}  # metric name -> one configuration's value (ShapeDtypeStruct)
     fingerprint: Any = None  # Options.fingerprint, in its JSON form
     record_shapes: Any = None  # one configuration's records at a record step, by recorder
+    fast_compile: bool = False  # segments compiled by XLA's faster-compiling emitters
 
     @property
     def carry_shape(self):  # the first optimizer's: every field but opt_state is shared
@@ -166,12 +168,16 @@ def make_plan(loss_fn, init, optimizer, grid, steps, *, record_every, seed, data
     chunk = max(n_dev, chunk // n_dev * n_dev)
     n_chunks = math.ceil(n / chunk)
     chunk = math.ceil(n / n_chunks / n_dev) * n_dev  # balance the chunks
+    examples = 1 if data is None else batch_size or jax.tree.leaves(data)[0].shape[0]
     if segments is None:
-        examples = 1 if data is None else batch_size or jax.tree.leaves(data)[0].shape[0]
         few = segment_records(n_rec, auto_segments(chunk, steps, size(params_shape), examples))
         if few != seg_records and (options.chunk_size is not None or chunk * (
                 per_config + (few - seg_records) * per_record * histories) <= budget):
             seg_records = few
+    fast_compile = options.fast_compile
+    if fast_compile is None:  # from the grid's size, not the chunk's: the same on a resume
+        fast_compile = estimated_seconds(n * len(specs), steps, size(params_shape),
+                                         examples) < FAST_COMPILE_SECONDS
     sharding = replicated = None
     if n_dev > 1:
         mesh = Mesh(np.array(devices), ("config",))
@@ -180,18 +186,21 @@ def make_plan(loss_fn, init, optimizer, grid, steps, *, record_every, seed, data
     return Plan(specs, multi, grid, flat, steps, record_every, int(seed), inputs, chunk,
                 n_chunks, seg_records, sharding, replicated, bool(options.compact), n, procs,
                 tuple(t.carry for t in traced), traced[0].metrics,
-                fingerprint.user_value(options.fingerprint), traced[0].records)
+                fingerprint.user_value(options.fingerprint), traced[0].records,
+                bool(fast_compile))
 
 
 def relayout(plan: Plan, layout: dict) -> Plan:
-    """Reuses a stored chunk size and segment length, so resumed bits match."""
+    """Reuses a stored chunk size, segment length and compiler emitters (a layout written
+    before bpjax chose them used XLA's default), so resumed bits match."""
     chunk = int(layout["chunk"])
     sharding, replicated = plan.sharding, plan.replicated
     if sharding is not None and chunk % len(sharding.mesh.devices.flat):
         sharding = replicated = None
     return plan._replace(chunk=chunk, n_chunks=math.ceil(plan.n / chunk),
                          seg_records=int(layout["seg_records"]), sharding=sharding,
-                         replicated=replicated)
+                         replicated=replicated,
+                         fast_compile=bool(layout.get("fast_compile", False)))
 
 
 def describe(plan: Plan) -> dict:
@@ -255,13 +264,18 @@ def _takes_config(loss_fn) -> bool:
         return False
 
 
+def estimated_seconds(configs: int, steps: int, params: int, examples: int) -> float:
+    """A rough estimate of the seconds ``configs`` runs of ``steps`` steps take in one
+    batch: a per-step floor (the loop's ops: ~4 us per step on the CPU for W1's 2-param
+    net) plus 6 FLOPs per param and example (forward and backward of a dense layer) at
+    10 GFLOP/s (W2 on the CPU: 12-16)."""
+    return steps * 5e-6 + 6 * params * examples * configs * steps / 1e10
+
+
 def auto_segments(chunk: int, steps: int, params: int, examples: int) -> int:
-    """Segments for a chunk, from a rough estimate of its seconds: a per-step floor
-    (the loop's ops: ~4 us per step on the CPU for W1's 2-param net) plus 6 FLOPs per
-    param and example (forward and backward of a dense layer) at 10 GFLOP/s (W2 on
-    the CPU: 12-16). Only the granularity of progress, checkpoints and compaction
-    depends on it, never a result."""
-    seconds = steps * 5e-6 + 6 * params * examples * chunk * steps / 1e10
+    """Segments for a chunk, from ``estimated_seconds``. Only the granularity of
+    progress, checkpoints and compaction depends on it, never a result."""
+    seconds = estimated_seconds(chunk, steps, params, examples)
     return max(1, min(SEGMENTS, int(seconds / SEGMENT_SECONDS)))
 
 

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bpjax import engine
+from bpjax.compilation_cache import FAST_COMPILE
 from bpjax.sweep.compiled import CACHE_SIZE, Compiled, Spec, bind, with_keys
 from bpjax.sweep.host import Host
 from bpjax.sweep.plan import Options, Plan, SegmentInfo, chunk_configs
@@ -179,7 +180,7 @@ def run_chunk(plan: Plan, spec: Spec, functions: Compiled, host: Host, configs, 
     return carry, hist, loss0
 
 
-@partial(jax.jit, donate_argnums=0)
+@partial(jax.jit, donate_argnums=0, compiler_options=FAST_COMPILE)  # (selects: the same bits)
 def _freeze(hist, active, col):
     """History columns after ``col`` of the rows not in ``active`` repeat column ``col``:
     those runs are frozen (diverged or stopped), so every later record equals it."""
@@ -274,7 +275,8 @@ def _initial_check(spec: Spec, sharding):
 
         if len(_CHECKS) >= CACHE_SIZE:
             _CHECKS.pop(next(iter(_CHECKS)))
-        _CHECKS[key] = jax.jit(jax.vmap(one, in_axes=(0, None, None)))
+        _CHECKS[key] = jax.jit(jax.vmap(one, in_axes=(0, None, None)),
+                               compiler_options=FAST_COMPILE)  # (a test of finiteness)
     return _CHECKS[key]
 
 
