@@ -33,6 +33,9 @@ def main(n: int, steps: int) -> None:
     rows["bpjax.sweep"] = best_of(repeats=10, fn=lambda: bpjax.sweep(
         seed000_loss, init, "sgd", grid, steps, record_every=10, record_params=False,
         progress=False).loss)
+    rows["bpjax.sweep, fast_compile=False"] = best_of(repeats=10, fn=lambda: bpjax.sweep(
+        seed000_loss, init, "sgd", grid, steps, record_every=10, record_params=False,
+        progress=False, fast_compile=False).loss)
 
     @jax.jit
     def plain(w1, w2):

@@ -33,6 +33,9 @@ def main(n: int, steps: int) -> None:
     rows["bpjax.sweep"] = best_of(repeats=10, fn=lambda: bpjax.sweep(
         loss, init, "sgd", grid, steps, record_every=20, data=(x, y), record_params=False,
         progress=False).loss)
+    rows["bpjax.sweep, fast_compile=False"] = best_of(repeats=10, fn=lambda: bpjax.sweep(
+        loss, init, "sgd", grid, steps, record_every=20, data=(x, y), record_params=False,
+        progress=False, fast_compile=False).loss)
 
     def sgd_step(p):
         return jax.tree.map(lambda a, g: a - LR * g, p, jax.grad(loss)(p, (x, y)))

@@ -42,13 +42,13 @@ ENV = "BPJAX_CACHE"
 # in about half the time of its default fusion emitters (a 2-8-1 XOR training loop
 # 0.20 s instead of 0.44; a 64-128-10 one 0.23 s instead of 0.45), for code that
 # runs up to about 2x slower (W1's 4,096 x 1,000 loop: 22 ms instead of 10; W2 15%
-# slower; the XOR loop the same). So sweeps use them where their arithmetic is
-# estimated to take less than ``FAST_COMPILE_SECONDS`` (``Options.fast_compile``),
-# and so do programs run once. A cold `bpjax reproduce --quick`: 108 s (CPU 207 s)
+# slower; the XOR loop the same). So sweeps use them where they are expected to add
+# less than ``FAST_COMPILE_SECONDS`` of run time (``Options.fast_compile``), and so
+# do programs run once. A cold `bpjax reproduce --quick`: 108 s (CPU 207 s)
 # with XLA's default, 85-91 s (CPU 158-170 s) as bpjax sets them, 65-80 s with them
 # for every program of the process (``XLA_FLAGS``; eager ops included).
 FAST_COMPILE = {"xla_cpu_use_fusion_emitters": False}
-FAST_COMPILE_SECONDS = 2.0
+FAST_COMPILE_SECONDS = 0.3  # the most run time they may be expected to add to a sweep
 ONCE = {"xla_backend_optimization_level": 1, **FAST_COMPILE}
 
 # The thresholds bpjax lowers, each unless the user set it through JAX's env variable.
@@ -60,10 +60,11 @@ _warned = False
 
 def jit_once(fun=None, **jit_kwargs):
     """``jax.jit`` for a program that runs once (an init, a one-off diagnostic):
-    compiled at LLVM's optimization level 1 (``ONCE``), several times faster, at some
-    speed that a program run once does not miss. Use plain ``jax.jit`` for anything
-    in a loop, and for code whose bits must match a loop's: the same float code may
-    round differently at another level (a full-batch loss differed in its last bit).
+    compiled at LLVM's optimization level 1 by XLA's older CPU emitters (``ONCE``),
+    several times faster, at some speed that a program run once does not miss. Use
+    ``jit_fast`` or plain ``jax.jit`` for anything in a loop, and for code whose bits
+    must match a loop's: the same float code may round differently at another level
+    (a full-batch loss differed in its last bit).
 
     >>> import jax.numpy as jnp
     >>> from bpjax.compilation_cache import jit_once

@@ -10,8 +10,8 @@ import optax
 
 from bpjax import engine, recorders
 from bpjax.checks import check_data, positive_int
-from bpjax.compilation_cache import FAST_COMPILE, FAST_COMPILE_SECONDS
-from bpjax.sweep.plan import estimated_seconds
+from bpjax.compilation_cache import FAST_COMPILE
+from bpjax.sweep.plan import fast_compile_pays
 
 
 class Run(NamedTuple):
@@ -78,8 +78,8 @@ def train(
     key = jax.random.key(0) if key is None else key
     params_n = sum(np.size(x) for x in jax.tree.leaves(params))
     examples = 1 if data is None else batch_size or jax.tree.leaves(data)[0].shape[0]
-    fast = estimated_seconds(1, steps, params_n, examples) < FAST_COMPILE_SECONDS  # as sweep
-    final, rec_loss, rec_params, diverged_at = (_run_fast if fast else _run)(
+    run = _run_fast if fast_compile_pays(1, steps, params_n, examples) else _run  # as sweep
+    final, rec_loss, rec_params, diverged_at = run(
         loss, optimizer, steps // record_every, record_every, batch_size, params, data, key)
     return Run(
         final_params=jax.tree.map(np.asarray, final),
@@ -108,7 +108,7 @@ def _run_one(loss, tx, n_records, record_every, batch_size, params, data, key):
     return carry.params, records["loss"], records["params"], carry.diverged_at
 
 
-# Compiled like a sweep of one run: by XLA's faster-compiling emitters where the run's
-# arithmetic is estimated to be short (see ``Options.fast_compile``).
+# Compiled like a sweep of one run: by XLA's faster-compiling emitters where they are
+# expected to cost little run time (see ``Options.fast_compile``).
 _run = jax.jit(_run_one, static_argnums=(0, 1, 2, 3, 4))
 _run_fast = jax.jit(_run_one, static_argnums=(0, 1, 2, 3, 4), compiler_options=FAST_COMPILE)

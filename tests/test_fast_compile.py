@@ -40,11 +40,16 @@ def test_a_small_sweep_compiles_fast_and_agrees_with_the_default_emitters_and_nu
     assert np.all(np.abs(reference - X0[:, None]) > 1e-3)  # (the runs moved)
 
 
-def test_the_choice_follows_the_estimated_seconds_of_the_whole_grid():
-    small = plan_lib.estimated_seconds(4096, 1000, 2, 1)  # W1: the loop's floor dominates
-    large = plan_lib.estimated_seconds(64, 500, 9610, 1797)  # W3: digits, 64-128-10
-    assert small < FAST_COMPILE_SECONDS < large
-    assert plan_lib.estimated_seconds(2 * 64, 500, 9610, 1797) == pytest.approx(2 * large, 1e-3)
+def test_the_choice_weighs_the_run_time_the_older_emitters_are_expected_to_add():
+    pays = plan_lib.fast_compile_pays
+    assert pays(4096, 1000, 2, 1)  # W1: ~10 ms, all loop floor
+    assert pays(3 * 1024, 2000, 33, 4)  # W2: ~0.5 s estimated, mostly arithmetic
+    assert not pays(64, 500, 9610, 1797)  # W3 at full size: minutes of arithmetic
+    assert not pays(1, 200_000, 2, 1)  # one long run of a tiny net: all per-step floor
+    floor, arithmetic = plan_lib._estimate(64, 500, 9610, 1797)
+    assert plan_lib.estimated_seconds(64, 500, 9610, 1797) == floor + arithmetic
+    assert plan_lib._estimate(128, 500, 9610, 1797)[1] == pytest.approx(2 * arithmetic)
+    assert FAST_COMPILE_SECONDS < 1.0  # under what one compile saves
 
 
 def test_a_resumed_sweep_keeps_the_emitters_it_started_with(tmp_path):

@@ -40,10 +40,10 @@ class Options(NamedTuple):
       fast_compile: compile the training programs with XLA's older CPU emitters,
         in about half the time, for code that may run up to ~2x slower and round
         differently in the last bit (not the only option here that can: ``compact``
-        is another). Default (None): where the sweep's arithmetic is estimated
-        (``plan.estimated_seconds``, from the grid's size alone) to take under
-        ``compilation_cache.FAST_COMPILE_SECONDS``, where compiling is most of the
-        wait. No effect on a GPU; a resumed sweep keeps the choice it started with.
+        is another). Default (None): where they are expected to add under
+        ``compilation_cache.FAST_COMPILE_SECONDS`` of run time, less than they save
+        in compiling (``plan.fast_compile_pays``, from the grid's size alone). No
+        effect on a GPU; a resumed sweep keeps the choice it started with.
     """
 
     max_memory: int | None = None

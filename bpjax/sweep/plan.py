@@ -176,8 +176,7 @@ def make_plan(loss_fn, init, optimizer, grid, steps, *, record_every, seed, data
             seg_records = few
     fast_compile = options.fast_compile
     if fast_compile is None:  # from the grid's size, not the chunk's: the same on a resume
-        fast_compile = estimated_seconds(n * len(specs), steps, size(params_shape),
-                                         examples) < FAST_COMPILE_SECONDS
+        fast_compile = fast_compile_pays(n * len(specs), steps, size(params_shape), examples)
     sharding = replicated = None
     if n_dev > 1:
         mesh = Mesh(np.array(devices), ("config",))
@@ -269,7 +268,21 @@ def estimated_seconds(configs: int, steps: int, params: int, examples: int) -> f
     batch: a per-step floor (the loop's ops: ~4 us per step on the CPU for W1's 2-param
     net) plus 6 FLOPs per param and example (forward and backward of a dense layer) at
     10 GFLOP/s (W2 on the CPU: 12-16)."""
-    return steps * 5e-6 + 6 * params * examples * configs * steps / 1e10
+    return sum(_estimate(configs, steps, params, examples))
+
+
+def _estimate(configs: int, steps: int, params: int, examples: int) -> tuple[float, float]:
+    return steps * 5e-6, 6 * params * examples * configs * steps / 1e10
+
+
+def fast_compile_pays(configs: int, steps: int, params: int, examples: int) -> bool:
+    """Whether XLA's faster-compiling emitters (``Options.fast_compile``) are expected to
+    cost this work less run time than ``FAST_COMPILE_SECONDS``, under what a compile
+    saves (0.2-1 s a program): they ran W1's loop, all per-step floor, 2x slower (22 ms
+    instead of 10) and W2's, mostly arithmetic, 15% slower. A grid's size decides, not
+    a chunk's, so a resumed sweep decides the same."""
+    floor, arithmetic = _estimate(configs, steps, params, examples)
+    return 1.0 * floor + 0.15 * arithmetic < FAST_COMPILE_SECONDS
 
 
 def auto_segments(chunk: int, steps: int, params: int, examples: int) -> int:
