@@ -44,9 +44,10 @@ ENV = "BPJAX_CACHE"
 # runs up to about 2x slower (W1's 4,096 x 1,000 loop: 22 ms instead of 10; W2 15%
 # slower; the XOR loop the same). So sweeps use them where they are expected to add
 # less than ``FAST_COMPILE_SECONDS`` of run time (``Options.fast_compile``), and so
-# do programs run once. A cold `bpjax reproduce --quick`: 108 s (CPU 207 s)
-# with XLA's default, 85-91 s (CPU 158-170 s) as bpjax sets them, 65-80 s with them
-# for every program of the process (``XLA_FLAGS``; eager ops included).
+# do programs run once. All 15 quick experiments in one process, cold: XLA compiled
+# for 92.4 s instead of 99.6 (most of their compiling is elsewhere); with them for
+# every program of the process (``XLA_FLAGS``, eager ops too) a cold `bpjax reproduce
+# --quick` took 65-80 s instead of 95.
 FAST_COMPILE = {"xla_cpu_use_fusion_emitters": False}
 FAST_COMPILE_SECONDS = 0.3  # the most run time they may be expected to add to a sweep
 ONCE = {"xla_backend_optimization_level": 1, **FAST_COMPILE}

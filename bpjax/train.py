@@ -10,8 +10,8 @@ import optax
 
 from bpjax import engine, recorders
 from bpjax.checks import check_data, positive_int
-from bpjax.compilation_cache import FAST_COMPILE
-from bpjax.sweep.plan import fast_compile_pays
+from bpjax.compilation_cache import jit_fast
+from bpjax.sweep.plan import examples_per_step, fast_compile_pays, size
 
 
 class Run(NamedTuple):
@@ -76,9 +76,8 @@ def train(
         shape = getattr(value, "shape", value)
         raise ValueError(f"loss_fn must return a scalar, got shape {shape}")
     key = jax.random.key(0) if key is None else key
-    params_n = sum(np.size(x) for x in jax.tree.leaves(params))
-    examples = 1 if data is None else batch_size or jax.tree.leaves(data)[0].shape[0]
-    run = _run_fast if fast_compile_pays(1, steps, params_n, examples) else _run  # as sweep
+    fast = fast_compile_pays(1, steps, size(params), examples_per_step(data, batch_size))
+    run = _run_fast if fast else _run  # as a sweep of one run would
     final, rec_loss, rec_params, diverged_at = run(
         loss, optimizer, steps // record_every, record_every, batch_size, params, data, key)
     return Run(
@@ -111,4 +110,4 @@ def _run_one(loss, tx, n_records, record_every, batch_size, params, data, key):
 # Compiled like a sweep of one run: by XLA's faster-compiling emitters where they are
 # expected to cost little run time (see ``Options.fast_compile``).
 _run = jax.jit(_run_one, static_argnums=(0, 1, 2, 3, 4))
-_run_fast = jax.jit(_run_one, static_argnums=(0, 1, 2, 3, 4), compiler_options=FAST_COMPILE)
+_run_fast = jit_fast(_run_one, static_argnums=(0, 1, 2, 3, 4))

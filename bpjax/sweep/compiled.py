@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from bpjax import engine, optim, recorders
-from bpjax.compilation_cache import FAST_COMPILE, jit_once
+from bpjax.compilation_cache import FAST_COMPILE, jit_fast, jit_once
 
 # How many steps between records one iteration of the compiled loop takes, per backend,
 # for nets of at most SMALL_NET params. Measured on an H100: W1 (2 params, 4096 x 1000)
@@ -304,7 +304,7 @@ def compiled(spec: Spec, sharding=None, unroll: int = 1, fast_compile: bool = Fa
     functions = Compiled(
         keys=keys,
         start=_start(spec, shard, begin, keys, options),
-        running=jax.jit(live, compiler_options=FAST_COMPILE),  # (comparisons: the same bits)
+        running=jit_fast(live),  # (comparisons: the same bits)
         segment=jax.jit(partial(segment, optimistic=False), static_argnums=7,
                         donate_argnums=(0, 1), compiler_options=options),
         compacted=jax.jit(partial(compacted, optimistic=False), static_argnums=8,
@@ -313,7 +313,7 @@ def compiled(spec: Spec, sharding=None, unroll: int = 1, fast_compile: bool = Fa
                      compiler_options=options),
         fast_compacted=jax.jit(partial(compacted, optimistic=True), static_argnums=8,
                                donate_argnums=1, compiler_options=options),
-        rewind=jax.jit(rewind, compiler_options=FAST_COMPILE),  # (copies: the same bits)
+        rewind=jit_fast(rewind),  # (copies: the same bits)
     )
     if len(_CACHE) >= CACHE_SIZE:
         _CACHE.pop(next(iter(_CACHE)))

@@ -43,12 +43,13 @@ def _execute(plan: Plan, options: Options, out,
         # grid in a folder of its own inside ``out`` (which they must all see), and
         # process 0 writes the result of the whole grid in ``out`` at the end. Every
         # process opens ``out``, so only the slices' folders are locked.
+        wanted = {"chunk": plan.chunk, "seg_records": plan.seg_records,
+                  "fast_compile": plan.fast_compile}  # what a resume must reuse
         top = store = checkpoint.Store(out, describe(plan), lock=plan.procs == 1)
         stores.append(top)
         if not top.finished():  # before sweep.json commits the folder to this sweep
             check_fits(plan, out)
-        layout = top.open({"chunk": plan.chunk, "seg_records": plan.seg_records,
-                             "fast_compile": plan.fast_compile})
+        layout = top.open(wanted)
         if top.finished():
             _say(f"bpjax: {top.out} holds this finished sweep; loading it")
             top.tidy()
@@ -60,8 +61,7 @@ def _execute(plan: Plan, options: Options, out,
                                      describe(plan) | {"process": jax.process_index(),
                                                        "processes": plan.procs})
             stores.append(store)
-            layout = store.open({"chunk": plan.chunk, "seg_records": plan.seg_records,
-                             "fast_compile": plan.fast_compile})
+            layout = store.open(wanted)
         elif distributed.slices(top):
             raise ValueError(f"{top.out} holds a sweep in progress across processes "
                              f"({', '.join(distributed.slices(top))}); run it again with as "

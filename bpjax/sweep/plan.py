@@ -168,7 +168,7 @@ def make_plan(loss_fn, init, optimizer, grid, steps, *, record_every, seed, data
     chunk = max(n_dev, chunk // n_dev * n_dev)
     n_chunks = math.ceil(n / chunk)
     chunk = math.ceil(n / n_chunks / n_dev) * n_dev  # balance the chunks
-    examples = 1 if data is None else batch_size or jax.tree.leaves(data)[0].shape[0]
+    examples = examples_per_step(data, batch_size)
     if segments is None:
         few = segment_records(n_rec, auto_segments(chunk, steps, size(params_shape), examples))
         if few != seg_records and (options.chunk_size is not None or chunk * (
@@ -261,6 +261,11 @@ def _takes_config(loss_fn) -> bool:
         return "config" in inspect.signature(loss_fn).parameters
     except (TypeError, ValueError):
         return False
+
+
+def examples_per_step(data, batch_size: int | None) -> int:
+    """The examples one step's loss sees: the batch, all the data, or 1 without data."""
+    return 1 if data is None else batch_size or jax.tree.leaves(data)[0].shape[0]
 
 
 def estimated_seconds(configs: int, steps: int, params: int, examples: int) -> float:

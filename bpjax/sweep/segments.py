@@ -11,7 +11,6 @@ boundaries are also where progress is shown and checkpoints are written.
 
 import math
 import time
-from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -19,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bpjax import engine
-from bpjax.compilation_cache import FAST_COMPILE
+from bpjax.compilation_cache import jit_fast
 from bpjax.sweep.compiled import CACHE_SIZE, Compiled, Spec, bind, with_keys
 from bpjax.sweep.host import Host
 from bpjax.sweep.plan import Options, Plan, SegmentInfo, chunk_configs
@@ -180,7 +179,7 @@ def run_chunk(plan: Plan, spec: Spec, functions: Compiled, host: Host, configs, 
     return carry, hist, loss0
 
 
-@partial(jax.jit, donate_argnums=0, compiler_options=FAST_COMPILE)  # (selects: the same bits)
+@jit_fast(donate_argnums=0)  # (selects: the same bits)
 def _freeze(hist, active, col):
     """History columns after ``col`` of the rows not in ``active`` repeat column ``col``:
     those runs are frozen (diverged or stopped), so every later record equals it."""
@@ -275,8 +274,7 @@ def _initial_check(spec: Spec, sharding):
 
         if len(_CHECKS) >= CACHE_SIZE:
             _CHECKS.pop(next(iter(_CHECKS)))
-        _CHECKS[key] = jax.jit(jax.vmap(one, in_axes=(0, None, None)),
-                               compiler_options=FAST_COMPILE)  # (a test of finiteness)
+        _CHECKS[key] = jit_fast(jax.vmap(one, in_axes=(0, None, None)))  # (a test of finiteness)
     return _CHECKS[key]
 
 
