@@ -67,3 +67,8 @@ def test_a_resumed_sweep_keeps_the_emitters_it_started_with(tmp_path):
 def test_train_agrees_with_a_sweep_of_the_same_run():
     run = bpjax.train(problems.quartic, {"x": X0[2]}, bpjax.optim.sgd(LR[1]), STEPS)
     np.testing.assert_allclose(float(run.final_params["x"]), numpy_quartic()[2, 1], rtol=2e-6)
+
+
+def test_a_fast_compile_that_is_not_a_bool_is_refused_before_anything_compiles():
+    with pytest.raises(TypeError, match=r"fast_compile must be True, False or None .*'yes'"):
+        quartic_sweep(fast_compile="yes")

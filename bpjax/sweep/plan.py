@@ -175,6 +175,9 @@ def make_plan(loss_fn, init, optimizer, grid, steps, *, record_every, seed, data
                 per_config + (few - seg_records) * per_record * histories) <= budget):
             seg_records = few
     fast_compile = options.fast_compile
+    if not (fast_compile is None or isinstance(fast_compile, bool)):
+        raise TypeError(f"fast_compile must be True, False or None (bpjax decides), got "
+                        f"{fast_compile!r}")
     if fast_compile is None:  # from the grid's size, not the chunk's: the same on a resume
         fast_compile = fast_compile_pays(n * len(specs), steps, size(params_shape), examples)
     sharding = replicated = None
