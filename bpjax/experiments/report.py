@@ -156,7 +156,7 @@ def _run_in_processes(todo, out: Path, quick: bool, jobs: int, stream, done) -> 
     last runs first (so that no long one starts last), and hands each finished entry
     to ``done``."""
     import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
     last = _read_json(_seconds_file()) or {}
@@ -167,13 +167,28 @@ def _run_in_processes(todo, out: Path, quick: bool, jobs: int, stream, done) -> 
                  f"progress in {out}/NAME/log.txt)\n")
     stream.flush()
     t0 = time.perf_counter()
+    queue = list(todo)
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pending = {pool.submit(_worker, name, str(out / name), quick): (name, entry)
-                   for name, entry in todo}
+        # At most one submitted per process: the pool marks every call it has queued as
+        # running (the heartbeat named five with two processes), and the order holds.
+        def submit():
+            name, entry = queue.pop(0)
+            try:
+                future = pool.submit(_worker, name, str(out / name), quick)
+            except BrokenProcessPool as e:  # a process died: failed like those it ran
+                future = Future()
+                future.set_exception(e)
+            pending[future] = name, entry
+
+        pending = {}
+        for _ in range(jobs):
+            submit()
         while pending:
             finished, _ = wait(pending, timeout=HEARTBEAT, return_when=FIRST_COMPLETED)
             for future in finished:
                 name, entry = pending.pop(future)
+                if queue:
+                    submit()
                 try:
                     entry.update(future.result())
                 except Exception as e:  # noqa: BLE001 - a process that died (memory, a crash)
