@@ -171,6 +171,8 @@ def _run_in_processes(todo, out: Path, quick: bool, jobs: int, stream, done) -> 
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         # At most one submitted per process: the pool marks every call it has queued as
         # running (the heartbeat named five with two processes), and the order holds.
+        pending = {}
+
         def submit():
             name, entry = queue.pop(0)
             try:
@@ -180,7 +182,6 @@ def _run_in_processes(todo, out: Path, quick: bool, jobs: int, stream, done) -> 
                 future.set_exception(e)
             pending[future] = name, entry
 
-        pending = {}
         for _ in range(jobs):
             submit()
         while pending:

@@ -81,9 +81,7 @@ def _execute(plan: Plan, options: Options, out,
         return started >= (0, c) or (store is not None
                                       and os.path.exists(store.chunk_name(0, c)))
 
-    start = compiled(plan.specs[0], plan.sharding, unroll(size(plan.carry_shape.params),
-                                                          plan.record_every),
-                     plan.fast_compile).start
+    start = _compiled(plan, plan.specs[0]).start
     # every chunk, before any trains (where the first to train is a resumed one, too)
     check_initial(plan, base_seed, inputs, ran, start, first_checks_itself=resume is None)
 
@@ -107,9 +105,7 @@ def _execute(plan: Plan, options: Options, out,
 
     with writer:
         for o, spec in enumerate(plan.specs):
-            functions = compiled(spec, plan.sharding,
-                                 unroll(size(plan.carry_shape.params), plan.record_every),
-                                 plan.fast_compile)
+            functions = _compiled(plan, spec)
             for c in range(plan.n_chunks):
                 at = Chunk(o, c, c * plan.chunk, min((c + 1) * plan.chunk, plan.n))
                 saved = store.load_chunk(o, c, (at.lo, at.hi), files) if store else None
@@ -135,6 +131,12 @@ def _execute(plan: Plan, options: Options, out,
     if store:
         store.finish(result, external=host.files())
     return result
+
+
+def _compiled(plan: Plan, spec):
+    """``spec``'s compiled functions as ``plan`` runs them (sharding, unroll, emitters)."""
+    return compiled(spec, plan.sharding, unroll(size(plan.carry_shape.params),
+                                                plan.record_every), plan.fast_compile)
 
 
 def _say(message: str) -> None:
