@@ -5,8 +5,7 @@ from pathlib import Path
 import pytest
 
 from bpjax import cli, experiments
-from bpjax.experiments import findings
-from bpjax.experiments.script import VERDICTS
+from bpjax.experiments import VERDICTS, findings
 
 README = Path(__file__).parents[1] / "README.md"
 

@@ -1,5 +1,6 @@
 """bpjax reproduce: the report page, reuse by content hash, failure isolation, a real browser."""
 
+import ast
 import csv
 import json
 import re
@@ -12,10 +13,10 @@ from html.parser import HTMLParser
 import pytest
 
 from bpjax import cli, experiments
+from bpjax.experiments import VERDICTS
 from bpjax.experiments import page as page_module
 from bpjax.experiments import report as reproduce
 from bpjax.experiments import tables as tables_module
-from bpjax.experiments.script import VERDICTS
 
 SUBSET = ["quartic", "edge_of_stability"]
 
@@ -305,6 +306,24 @@ def test_the_fresh_machine_order_names_registered_experiments():
     assert set(reproduce.SLOWEST) <= set(experiments.REGISTRY)
     assert sorted(experiments.REGISTRY, key=reproduce._rank)[:len(reproduce.SLOWEST)] == list(
         reproduce.SLOWEST)
+
+
+def test_the_report_process_reads_the_experiments_constants_from_their_source():
+    """``reproduce`` hashes and lists the experiments without importing them (their
+    processes do): what it reads is what each module holds, and it imports no plotting."""
+    for name in experiments.REGISTRY:
+        module, declared = experiments.load(name), experiments.declared(name)
+        assert (declared["SEED"], declared["QUESTION"], declared["SIZES"]) == (
+            module.SEED, module.QUESTION, module.SIZES), name
+    probe = ("import sys\nfrom bpjax.experiments import report\n"
+             "[report.content_hash(n, True) for n in report.experiments.REGISTRY]\n"
+             "print(sorted(m for m in sys.modules if m.startswith(('matplotlib', "
+             "'bpjax.experiments.'))))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True).stdout
+    assert "matplotlib" not in loaded and "script" not in loaded, loaded
+    assert set(ast.literal_eval(loaded)) == {"bpjax.experiments.findings", "bpjax.experiments.page",
+                                 "bpjax.experiments.report", "bpjax.experiments.tables"}
 
 
 def test_a_script_without_a_main_guard_gets_its_page_and_the_reason(tmp_path):

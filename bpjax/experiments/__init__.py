@@ -27,15 +27,35 @@ SEEDS = {
 }
 
 
+VERDICTS = {"reproduced": "Reproduced", "refuted": "Refuted", "partly": "Partly reproduced",
+            "open": "Open"}  # an experiment's verdict -> how the page and the README write it
+
+
 def _declared(path: Path) -> dict:
-    """The module's top-level constant assignments, read without importing it."""
+    """The module's top-level assignments of literals (``SIZES = {"quick": dict(n=8)}``
+    too), read without importing it: the report's process needs no experiment's imports."""
     found = {}
     for node in ast.parse(path.read_text()).body:
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
+        if isinstance(node, ast.Assign):
+            try:
+                value = _literal(node.value)
+            except ValueError:
+                continue  # computed: known only to the module
             for target in node.targets:
                 if isinstance(target, ast.Name):
-                    found[target.id] = node.value.value
+                    found[target.id] = value
     return found
+
+
+def _literal(node):
+    """``ast.literal_eval``, and ``dict(key=literal, ...)`` calls."""
+    if isinstance(node, ast.Dict):
+        return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values, strict=True)}
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+            and node.func.id == "dict" and not node.args \
+            and all(k.arg is not None for k in node.keywords):
+        return {k.arg: _literal(k.value) for k in node.keywords}
+    return ast.literal_eval(node)  # ValueError where the node is not a literal
 
 
 def _discover() -> list[str]:

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from bpjax import experiments
-from bpjax.experiments.script import VERDICTS
+from bpjax.experiments import VERDICTS
 from bpjax.io import atomic_write_text
 
 FILE = Path(__file__).with_name("findings.json")

@@ -3,7 +3,7 @@ tables (``bpjax.experiments.tables``), grouped by seed."""
 
 
 from bpjax import experiments
-from bpjax.experiments.script import VERDICTS
+from bpjax.experiments import VERDICTS
 from bpjax.experiments.tables import SHORT, STATED, Cells, esc, fmt, tables, words
 
 

@@ -15,20 +15,37 @@ from bpjax.io import atomic_write_text
 HASH_FILE = ".bpjax-hash"
 
 
-def content_hash(module, quick: bool) -> str:
-    """The experiment's code, the library's code (not the other experiments') and the
-    sizes it runs at."""
+def content_hash(name: str, quick: bool) -> str:
+    """Experiment ``name``'s code, the library's code (not the other experiments') and
+    the sizes it runs at."""
     h = hashlib.sha256(b"quick" if quick else b"default")
-    h.update(json.dumps(module.SIZES["quick" if quick else "default"], sort_keys=True).encode())
+    declared = _constants(name)
+    h.update(json.dumps(declared["SIZES"]["quick" if quick else "default"],
+                        sort_keys=True).encode())
     package = Path(__file__).parent  # bpjax/experiments
     root = package.parent  # bpjax
-    own = {Path(module.__file__).resolve(), (package / "script.py").resolve(),
+    own = {Path(declared["file"]).resolve(), (package / "script.py").resolve(),
            *(p.resolve() for p in package.glob("_*.py"))}  # (private helpers of experiments)
     for path in sorted(root.rglob("*.py")):  # subpackages too (bpjax/sweep/)
         if path.parent.resolve() == package.resolve() and path.resolve() not in own:
             continue
         h.update(str(path.relative_to(root)).encode() + path.read_bytes())
     return h.hexdigest()[:16]
+
+
+def _constants(name: str) -> dict:
+    """Experiment ``name``'s SEED, QUESTION, SIZES and file: its module's, where it is
+    imported; else read from its source where they are literals (the experiments run in
+    other processes: this one need not import them)."""
+    module = sys.modules.get(f"bpjax.experiments.{name}") if name in experiments.REGISTRY \
+        else None
+    if module is None:
+        found = experiments.declared(name)  # unknown names fail here
+        if {"QUESTION", "SIZES"} <= found.keys():
+            return {**found, "file": str(Path(experiments.__file__).parent / f"{name}.py")}
+        module = experiments.load(name)  # computed: the module knows them
+    return {"SEED": getattr(module, "SEED", ""), "QUESTION": module.QUESTION,
+            "SIZES": module.SIZES, "file": module.__file__}
 
 
 def reproduce(names=None, quick: bool = False, out="report", force: bool = False,
@@ -52,7 +69,8 @@ def reproduce(names=None, quick: bool = False, out="report", force: bool = False
     if not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive number of processes, not {jobs!r}")
     names = list(experiments.REGISTRY) if not names else list(names)
-    modules = {n: experiments.load(n) for n in names}  # unknown names fail before anything runs
+    constants = {n: _constants(n) for n in names}  # unknown names fail before anything runs
+    names = list(constants)  # (each once)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     entries, todo = {}, []
@@ -65,38 +83,37 @@ def reproduce(names=None, quick: bool = False, out="report", force: bool = False
         if entry.get("numbers"):
             tables.write_tables(folder, entry["numbers"])
         entries[name] = entry
-        bar = "#" * (30 * len(entries) // len(modules))
-        stream.write(f"    overall [{bar:<30}] {len(entries)}/{len(modules)}, "
+        bar = "#" * (30 * len(entries) // len(names))
+        stream.write(f"    overall [{bar:<30}] {len(entries)}/{len(names)}, "
                      f"{time.perf_counter() - t_all:.0f}s: {name} {entry['status']} "
                      f"in {entry['seconds']:.1f}s\n")
         stream.flush()
 
-    for i, (name, module) in enumerate(modules.items()):
+    for i, (name, declared) in enumerate(constants.items()):
         folder = out / name
         folder.mkdir(exist_ok=True)
-        digest = content_hash(module, quick)
-        entry = {"question": module.QUESTION, "seed": getattr(module, "SEED", ""),
-                 "quick": quick,
-                 "sizes": module.SIZES["quick" if quick else "default"], "hash": digest}
+        digest = content_hash(name, quick)
+        entry = {"question": declared["QUESTION"], "seed": declared["SEED"], "quick": quick,
+                 "sizes": declared["SIZES"]["quick" if quick else "default"], "hash": digest}
         stored = _read_json(folder / HASH_FILE)
         if not force and stored and stored.get("hash") == digest \
                 and (folder / "summary.json").exists():
             entry.update(status="reused", seconds=stored["seconds"],
                          numbers=_read_json(folder / "summary.json"))
-            stream.write(f"[{i + 1}/{len(modules)}] {name}: unchanged, reused\n")
+            stream.write(f"[{i + 1}/{len(names)}] {name}: unchanged, reused\n")
             done(name, entry)
         else:
             todo.append((name, entry))
     if jobs == 1 or len(todo) == 1:  # (one alone: no process to start and import bpjax)
         for name, entry in todo:
-            stream.write(f"[{list(modules).index(name) + 1}/{len(modules)}] {name}: running\n")
-            entry.update(_run(modules[name].run, out / name, quick))
+            stream.write(f"[{names.index(name) + 1}/{len(names)}] {name}: running\n")
+            entry.update(_run(experiments.load(name).run, out / name, quick))
             _finish(out / name, entry)
             done(name, entry)
     elif todo:
         _run_in_processes(todo, out, quick, jobs, stream, done)
     _remember_seconds(entries, quick)
-    entries = {n: entries[n] for n in modules}  # in the registry's order
+    entries = {n: entries[n] for n in names}  # in the registry's order
     atomic_write_text(out / "index.html", page.render(entries, machine()))
     if store == "checkout":
         store = findings.FILE if findings.in_checkout() else None

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import numpy as np
 from matplotlib.figure import Figure
 
+from bpjax.experiments import VERDICTS
 from bpjax.io import write_json
 
 
@@ -27,8 +28,6 @@ def to_json(value):
     return value
 
 
-VERDICTS = {"reproduced": "Reproduced", "refuted": "Refuted", "partly": "Partly reproduced",
-            "open": "Open"}  # verdict -> how the page and the README write it
 
 
 def subplots(nrows: int = 1, ncols: int = 1, *, figsize=None, constrained_layout=False,
