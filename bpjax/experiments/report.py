@@ -135,10 +135,12 @@ def default_jobs() -> int:
 
 HEARTBEAT = 30.0  # seconds between "still running" lines while processes work
 # Where no run's seconds are remembered yet (a fresh machine), these start first: the
-# slowest ones, cold, in bench/README.md (session 9). A long one started last runs
-# alone while the other cores idle (relu_scaling, 38 s, did so there).
-SLOWEST = ("relu_init_map", "vanishing_gradients", "relu_scaling", "gradient_cost",
-           "linear_step", "minima_census", "initialization")
+# slowest ones, cold (bench/README.md, session 14). A long one started last runs alone
+# while the other cores idle (relu_scaling, 190 s at default size, ended last so).
+SLOWEST = {"quick": ("gradient_cost", "relu_init_map", "relu_scaling", "minima_census",
+                     "linear_step", "vanishing_gradients", "initialization"),
+           "default": ("relu_scaling", "minima_census", "vanishing_gradients",
+                       "relu_init_map", "gradient_cost", "initialization", "linear_step")}
 
 
 # Added to a BrokenProcessPool's error: the usual cause when every process dies at once.
@@ -178,7 +180,7 @@ def _run_in_processes(todo, out: Path, quick: bool, jobs: int, stream, done) -> 
 
     last = _read_json(_seconds_file()) or {}
     size = "quick" if quick else "default"
-    todo = sorted(todo, key=lambda t: (-last.get(f"{size}/{t[0]}", 0.0), _rank(t[0])))
+    todo = sorted(todo, key=lambda t: (-last.get(f"{size}/{t[0]}", 0.0), _rank(t[0], size)))
     jobs = min(jobs, len(todo))
     stream.write(f"running {len(todo)} experiments in {jobs} processes (each one's own "
                  f"progress in {out}/NAME/log.txt)\n")
@@ -222,8 +224,9 @@ def _run_in_processes(todo, out: Path, quick: bool, jobs: int, stream, done) -> 
                 stream.flush()
 
 
-def _rank(name: str) -> int:
-    return SLOWEST.index(name) if name in SLOWEST else len(SLOWEST)
+def _rank(name: str, size: str) -> int:
+    slowest = SLOWEST[size]
+    return slowest.index(name) if name in slowest else len(slowest)
 
 
 def _worker(name: str, folder: str, quick: bool) -> dict:
