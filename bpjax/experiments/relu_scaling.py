@@ -165,8 +165,8 @@ def run(out: str, quick: bool = False) -> dict:
     grid = bpjax.Grid(depth=bpjax.static(range(1, size["depths"] + 1)), target=TARGETS,
                       scale=scales, lr=lrs, seed=np.arange(size["seeds"]))
     # XLA's faster-compiling emitters, though the grid's size would not choose them: at
-    # default size 102 s instead of 115 in one process here (CPU 184 s, not 208), the
-    # same numbers (bench/README.md, session 14)
+    # default size 102 s instead of 115 in one process on a 2-core CPU (CPU 184 s, not
+    # 208), the same numbers (bench/README.md, session 14)
     res = bpjax.sweep(loss, init, "sgd", grid, size["steps"], record_every=size["steps"],
                       data=(x, y), record_params=False, fast_compile=True)
     for depth in grid.axes["depth"].tolist():

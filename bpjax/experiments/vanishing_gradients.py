@@ -168,7 +168,8 @@ def run(out: str, quick: bool = False) -> dict:
                                         (0, None)), (None, 0)))(keys, jnp.arange(len(INITS)))
 
     def at_init(activation):  # one program per activation: under vmap, a traced choice
-        # (nets.chosen) computes every branch and its gradient (25.7 s against 11.6 here)
+        # (nets.chosen) computes every branch and its gradient: 25.7 s cold against 11.6
+        # at default size on a 2-core CPU (bench/README.md, session 14)
         def stats(p, depth):
             g = jax.grad(loss_fn(activation))(p, batch, {"depth": depth})
             return layer_norms(g), g["first"]["w"]
