@@ -55,7 +55,13 @@ class Spec(NamedTuple):
 
     @property
     def key(self):
-        return (self.loss_fn, self.loss_takes_config, self.init, self.opt.source, self.axes,
+        return (self.opt.source, *self.start_key)
+
+    @property
+    def start_key(self):
+        """The key of what comes before the first step (keys, init, ``begin``): no
+        optimizer, so a sweep's optimizers share those programs."""
+        return (self.loss_fn, self.loss_takes_config, self.init, self.axes,
                 self.record_every, self.batch_size, self.has_data, self.record_params,
                 self.has_val, self.histories, self.stop, self.metrics, self.static)
 
@@ -131,11 +137,13 @@ class Bound(NamedTuple):
     recorders: OrderedDict  # name -> Recorder, in the order of the host's histories
 
 
-def bind(spec: Spec, config: Mapping, base_seed, inputs: Inputs) -> Bound:
-    """One configuration of ``spec``: everything its init, steps and records need."""
+def bind(spec: Spec, config: Mapping, base_seed, inputs: Inputs,
+         optimizer: bool = True) -> Bound:
+    """One configuration of ``spec``: everything its init, steps and records need
+    (without ``optimizer``, no ``tx``: nothing that depends on ``spec.opt``)."""
     config, init_key, data_key = configured(spec, config, base_seed)
     data = inputs.data
-    tx = spec.opt.factory(**optim.hyperparams(spec.opt, config))
+    tx = spec.opt.factory(**optim.hyperparams(spec.opt, config)) if optimizer else None
     extra = {"config": config} if spec.loss_takes_config else {}
     if spec.has_data:
         def loss(params, batch):
@@ -176,7 +184,8 @@ def start_one(spec: Spec, config, base_seed, inputs: Inputs, bound: Bound | None
     """One configuration's starting carry (params, optimizer state, loss, gradient, its
     recorders' states) and its records at step 0: ``(carry, records)``. Without
     ``optimizer`` the carry's ``opt_state`` is None (``opt_init`` gives it)."""
-    bound = bind(spec, config, base_seed, inputs) if bound is None else bound
+    if bound is None:
+        bound = bind(spec, config, base_seed, inputs, optimizer=optimizer)
     params = spec.init(bound.config, bound.init_key) if params is None else params
     carry = engine.init_carry(params, bound.tx if optimizer else None, bound.loss,
                               bound.batching, bound.data_key, bound.recorders)
@@ -195,16 +204,10 @@ def opt_init(spec: Spec, params, config, base_seed, inputs: Inputs):
     return bind(spec, config, base_seed, inputs).tx.init(params)
 
 
-def _start(spec: Spec, shard: dict, begin: Callable, keys: Callable, options) -> Callable:
-    """``Compiled.start`` as three programs: the init alone, compiled for a single run
-    (``jit_once``: the random-number code of an init took seconds to compile at XLA's
-    full optimization); ``begin`` (the first loss, gradient and records), compiled
-    like the segments so that step 0 is computed by the same code as the later steps;
-    and the optimizer's state (``jit_once``: zeros and copies). Neither the init nor
-    ``begin`` depends on the optimizer, so the sweep's other optimizers load them from
-    the persistent cache instead of compiling them again (W2: 2 of 3 ``begin``s)."""
-    init = jit_once(jax.vmap(partial(init_one, spec), in_axes=(0, None)), **shard)
-    begin = jax.jit(begin, static_argnums=4, compiler_options=options, **shard)
+def _start(spec: Spec, shard: dict, keys: Callable, init: Callable,
+           begin: Callable) -> Callable:
+    """``Compiled.start`` as three programs: the init and ``begin`` (``_before``) and
+    the optimizer's state (``jit_once``: zeros and copies)."""
     state = jit_once(jax.vmap(partial(opt_init, spec), in_axes=(0, 0, None, None)), **shard)
 
     def start(configs, base_seed, inputs, n_cols):
@@ -222,6 +225,49 @@ def _start(spec: Spec, shard: dict, begin: Callable, keys: Callable, options) ->
 
 
 _CACHE: dict = {}
+_BEFORE: dict = {}
+
+
+def _before(spec: Spec, sharding, fast_compile: bool) -> tuple[Callable, Callable, Callable]:
+    """The programs before the first step, which no optimizer changes, as ``(keys,
+    init, begin)``; cached on ``spec.start_key``, so that a sweep's second and third
+    optimizers trace and lower none of them again (each of W2's traced and lowered the
+    init and ``begin`` in 0.1 s to load what the first had compiled). The init is
+    compiled for a single run (``jit_once``: the random-number code of an init took
+    seconds to compile at XLA's full optimization); ``begin`` (the first loss, gradient
+    and records) like the segments, so that step 0 is computed by the same code as the
+    later steps."""
+    key = (spec.start_key, sharding, fast_compile)
+    hit = _BEFORE.get(key)
+    if hit is not None:
+        return hit
+
+    def begin(params, configs, base_seed, inputs, n_cols):
+        carry, first = jax.vmap(lambda p, c: start_one(spec, c, base_seed, inputs, params=p,
+                                                       optimizer=False))(params, configs)
+        return carry, histories(first, n_cols), jax.vmap(engine.finite)(carry)
+
+    def histories(first, n_cols):
+        if not spec.histories:
+            return None
+
+        def buffer(x):
+            out = jnp.zeros((x.shape[0], n_cols) + x.shape[1:], x.dtype)
+            return out.at[:, 0].set(x)
+
+        return jax.tree.map(buffer, first)
+
+    # keys' and start's outputs sharded like the segments' (else the second segment
+    # compiles again, for new input shardings: W2 cold paid 3 of 11 compiles for it)
+    shard = {} if sharding is None else {"out_shardings": sharding}
+    options = FAST_COMPILE if fast_compile else None
+    functions = (jit_once(jax.vmap(partial(keys_one, spec), in_axes=(0, None)), **shard),
+                 jit_once(jax.vmap(partial(init_one, spec), in_axes=(0, None)), **shard),
+                 jax.jit(begin, static_argnums=4, compiler_options=options, **shard))
+    if len(_BEFORE) >= CACHE_SIZE:
+        _BEFORE.pop(next(iter(_BEFORE)))
+    _BEFORE[key] = functions
+    return functions
 
 
 def compiled(spec: Spec, sharding=None, unroll: int = 1, fast_compile: bool = False) -> Compiled:
@@ -250,21 +296,6 @@ def compiled(spec: Spec, sharding=None, unroll: int = 1, fast_compile: bool = Fa
 
     def status(carry, broken):  # one array, so the host syncs once per segment
         return live(carry).astype(jnp.int8) + 2 * broken.astype(jnp.int8)
-
-    def begin(params, configs, base_seed, inputs, n_cols):
-        carry, first = jax.vmap(lambda p, c: start_one(spec, c, base_seed, inputs, params=p,
-                                                       optimizer=False))(params, configs)
-        return carry, histories(first, n_cols), jax.vmap(engine.finite)(carry)
-
-    def histories(first, n_cols):
-        if not spec.histories:
-            return None
-
-        def buffer(x):
-            out = jnp.zeros((x.shape[0], n_cols) + x.shape[1:], x.dtype)
-            return out.at[:, 0].set(x)
-
-        return jax.tree.map(buffer, first)
 
     def segment(carry, hist, configs, base_seed, inputs, start, col, n_records, optimistic):
         carry, records, broken = run(carry, configs, base_seed, inputs, start, n_records,
@@ -296,14 +327,12 @@ def compiled(spec: Spec, sharding=None, unroll: int = 1, fast_compile: bool = Fa
 
     # Each segment runs optimistically first (its input carry kept: not donated), and
     # again with the per-step guard from that carry where some run met a non-finite value.
-    # keys' and start's outputs sharded like the segments' (else the second segment
-    # compiles again, for new input shardings: W2 cold paid 3 of 11 compiles for it)
     shard = {} if sharding is None else {"out_shardings": sharding}
     options = FAST_COMPILE if fast_compile else None  # (where the code is arithmetic)
-    keys = jit_once(jax.vmap(partial(keys_one, spec), in_axes=(0, None)), **shard)
+    keys, init, begin = _before(spec, sharding, fast_compile)
     functions = Compiled(
         keys=keys,
-        start=_start(spec, shard, begin, keys, options),
+        start=_start(spec, shard, keys, init, begin),
         running=jit_fast(live),  # (comparisons: the same bits)
         segment=jax.jit(partial(segment, optimistic=False), static_argnums=7,
                         donate_argnums=(0, 1), compiler_options=options),
