@@ -151,6 +151,9 @@ def run_child(workload: str, method: str, cache_home: str, state: str, n3: int,
     env = {k: v for k, v in os.environ.items()
            if k not in ("BPJAX_CACHE", "JAX_COMPILATION_CACHE_DIR")}
     env["XDG_CACHE_HOME"] = cache_home
+    # this checkout's bpjax, not whichever is installed (a child runs as a script, so
+    # its cwd is not on sys.path): two checkouts compare their own code
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
     if state == "off":
         env["BPJAX_CACHE"] = "0"
     t0 = time.perf_counter()
