@@ -28,8 +28,6 @@ def to_json(value):
     return value
 
 
-
-
 def subplots(nrows: int = 1, ncols: int = 1, *, figsize=None, constrained_layout=False,
              **kwargs):
     """``(fig, axes)`` like ``pyplot.subplots``, on a bare ``Figure``: no pyplot state and
