@@ -323,8 +323,9 @@ def test_the_report_process_reads_the_experiments_constants_from_their_source():
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             check=True).stdout
     assert "matplotlib" not in loaded and "script" not in loaded, loaded
-    assert set(ast.literal_eval(loaded)) == {"bpjax.experiments.findings", "bpjax.experiments.page",
-                                 "bpjax.experiments.report", "bpjax.experiments.tables"}
+    assert set(ast.literal_eval(loaded)) == {
+        "bpjax.experiments.findings", "bpjax.experiments.page", "bpjax.experiments.report",
+        "bpjax.experiments.tables"}
 
 
 def test_a_script_without_a_main_guard_gets_its_page_and_the_reason(tmp_path):

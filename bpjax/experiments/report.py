@@ -15,11 +15,11 @@ from bpjax.io import atomic_write_text
 HASH_FILE = ".bpjax-hash"
 
 
-def content_hash(name: str, quick: bool) -> str:
+def content_hash(name: str, quick: bool, declared: dict | None = None) -> str:
     """Experiment ``name``'s code, the library's code (not the other experiments') and
-    the sizes it runs at."""
+    the sizes it runs at (``declared``: its ``_constants``, where already read)."""
     h = hashlib.sha256(b"quick" if quick else b"default")
-    declared = _constants(name)
+    declared = _constants(name) if declared is None else declared
     h.update(json.dumps(declared["SIZES"]["quick" if quick else "default"],
                         sort_keys=True).encode())
     package = Path(__file__).parent  # bpjax/experiments
@@ -92,7 +92,7 @@ def reproduce(names=None, quick: bool = False, out="report", force: bool = False
     for i, (name, declared) in enumerate(constants.items()):
         folder = out / name
         folder.mkdir(exist_ok=True)
-        digest = content_hash(name, quick)
+        digest = content_hash(name, quick, declared)
         entry = {"question": declared["QUESTION"], "seed": declared["SEED"], "quick": quick,
                  "sizes": declared["SIZES"]["quick" if quick else "default"], "hash": digest}
         stored = _read_json(folder / HASH_FILE)

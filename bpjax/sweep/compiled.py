@@ -228,6 +228,15 @@ _CACHE: dict = {}
 _BEFORE: dict = {}
 
 
+def keep(cache: dict, key, value):
+    """``value``, stored in ``cache`` under ``key``; the oldest entry is dropped where
+    the cache holds ``CACHE_SIZE`` already."""
+    if len(cache) >= CACHE_SIZE:
+        cache.pop(next(iter(cache)))
+    cache[key] = value
+    return value
+
+
 def _before(spec: Spec, sharding, fast_compile: bool) -> tuple[Callable, Callable, Callable]:
     """The programs before the first step, which no optimizer changes, as ``(keys,
     init, begin)``; cached on ``spec.start_key``, so that a sweep's second and third
@@ -261,13 +270,10 @@ def _before(spec: Spec, sharding, fast_compile: bool) -> tuple[Callable, Callabl
     # compiles again, for new input shardings: W2 cold paid 3 of 11 compiles for it)
     shard = {} if sharding is None else {"out_shardings": sharding}
     options = FAST_COMPILE if fast_compile else None
-    functions = (jit_once(jax.vmap(partial(keys_one, spec), in_axes=(0, None)), **shard),
-                 jit_once(jax.vmap(partial(init_one, spec), in_axes=(0, None)), **shard),
-                 jax.jit(begin, static_argnums=4, compiler_options=options, **shard))
-    if len(_BEFORE) >= CACHE_SIZE:
-        _BEFORE.pop(next(iter(_BEFORE)))
-    _BEFORE[key] = functions
-    return functions
+    return keep(_BEFORE, key, (
+        jit_once(jax.vmap(partial(keys_one, spec), in_axes=(0, None)), **shard),
+        jit_once(jax.vmap(partial(init_one, spec), in_axes=(0, None)), **shard),
+        jax.jit(begin, static_argnums=4, compiler_options=options, **shard)))
 
 
 def compiled(spec: Spec, sharding=None, unroll: int = 1, fast_compile: bool = False) -> Compiled:
@@ -344,10 +350,7 @@ def compiled(spec: Spec, sharding=None, unroll: int = 1, fast_compile: bool = Fa
                                donate_argnums=1, compiler_options=options),
         rewind=jit_fast(rewind),  # (copies: the same bits)
     )
-    if len(_CACHE) >= CACHE_SIZE:
-        _CACHE.pop(next(iter(_CACHE)))
-    _CACHE[key] = functions
-    return functions
+    return keep(_CACHE, key, functions)
 
 
 def unroll(spec_params_size: int, record_every: int) -> int:

@@ -16,7 +16,7 @@ import numpy as np
 
 from bpjax import checks, engine
 from bpjax.sweep import callbacks
-from bpjax.sweep.compiled import CACHE_SIZE, Inputs, Spec, bind, start_one
+from bpjax.sweep.compiled import Inputs, Spec, bind, keep, start_one
 
 
 class Traced(NamedTuple):
@@ -49,9 +49,7 @@ def remembered(cache: dict, spec: Spec, inputs: Inputs, compute: Callable):
     key = (spec.key, jax.tree.structure(inputs), tuple(map(abstract, jax.tree.leaves(inputs))),
            jax.config.jax_enable_x64)
     if key not in cache:
-        if len(cache) >= CACHE_SIZE:
-            cache.pop(next(iter(cache)))
-        cache[key] = compute()
+        keep(cache, key, compute())
     return cache[key]
 
 
