@@ -10,7 +10,7 @@ import optax
 
 from bpjax import engine, recorders
 from bpjax.checks import check_data, positive_int
-from bpjax.compilation_cache import jit_fast
+from bpjax.compilation_cache import jit, jit_fast
 from bpjax.sweep.plan import examples_per_step, fast_compile_pays, size
 
 
@@ -109,5 +109,5 @@ def _run_one(loss, tx, n_records, record_every, batch_size, params, data, key):
 
 # Compiled like a sweep of one run: by XLA's faster-compiling emitters where they are
 # expected to cost little run time (see ``Options.fast_compile``).
-_run = jax.jit(_run_one, static_argnums=(0, 1, 2, 3, 4))
+_run = jit(_run_one, static_argnums=(0, 1, 2, 3, 4))
 _run_fast = jit_fast(_run_one, static_argnums=(0, 1, 2, 3, 4))

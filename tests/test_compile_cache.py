@@ -176,6 +176,37 @@ def test_an_unwritable_cache_dir_warns_and_leaves_the_cache_off(tmp_path):
     assert err.count("bpjax: no persistent compilation cache") == 1
 
 
+# A 2-8-1 tanh net on XOR, 3 optimizers x 64 seeds x 200 steps: every loss recorded,
+# as hex, and the codegen option bpjax chose.
+XOR = """
+import json
+import numpy as np
+import bpjax
+from bpjax import compilation_cache, losses, nets
+
+x, y = bpjax.problems.xor()
+net = nets.mlp([2, 8, 1], activation="tanh")
+r = bpjax.sweep(losses.supervised(net.apply, "mse"), lambda c, k: net.init(k),
+                ["sgd", "momentum", "adam"], bpjax.Grid(lr=[0.1], seed=np.arange(64)), 200,
+                record_every=10, data=(x, y), progress=False)
+print(json.dumps({"codegen": compilation_cache.CODEGEN, "cores": bpjax.devices.cores(),
+                  "loss": np.asarray(r.loss).ravel().tobytes().hex()}))
+"""
+
+
+def test_the_codegen_split_changes_no_bit():
+    # bpjax compiles with the LLVM module split into one part per core; the user's
+    # XLA_FLAGS win (here XLA's default of 32 parts, and 7): the same losses bit for bit
+    ours, _ = python(XOR, BPJAX_CACHE="0")
+    split = {"xla_cpu_parallel_codegen_split_count": ours["cores"]} if ours["cores"] < 32 else {}
+    assert ours["codegen"] == split
+    for parts in (32, 7):
+        theirs, _ = python(XOR, BPJAX_CACHE="0",
+                           XLA_FLAGS=f"--xla_cpu_parallel_codegen_split_count={parts}")
+        assert theirs["codegen"] == {}
+        assert theirs["loss"] == ours["loss"]
+
+
 def test_a_cache_entry_is_whole_or_absent(tmp_path, monkeypatch):
     # a process killed while JAX writes an entry must not leave a truncated one
     from jax._src import lru_cache
