@@ -19,7 +19,7 @@ import numpy as np
 
 from bpjax import engine
 from bpjax.compilation_cache import jit_fast
-from bpjax.sweep.compiled import CACHE_SIZE, Compiled, Spec, bind, with_keys
+from bpjax.sweep.compiled import CACHE_SIZE, KEYS, Compiled, Spec, bind, with_keys
 from bpjax.sweep.host import Host
 from bpjax.sweep.plan import Options, Plan, SegmentInfo, chunk_configs
 
@@ -53,9 +53,10 @@ class Launched(NamedTuple):
 
 
 def run_chunk(plan: Plan, spec: Spec, functions: Compiled, host: Host, configs, base_seed,
-              inputs, at: Chunk, resume, store, options: Options, bar):
+              inputs, at: Chunk, resume, store, options: Options, bar, ready=None):
     """Trains one chunk segment by segment; returns its final carry, trajectories (host
-    arrays, or None) and losses at step 0."""
+    arrays, or None) and losses at step 0. ``ready()``, where given, is called after
+    the chunk's start and before its first segment (``compile_first``)."""
     m, n_rec = at.hi - at.lo, plan.n_records
     n_dev = 1 if plan.sharding is None else len(plan.sharding.mesh.devices.flat)
     configs = with_keys(spec, functions.keys, configs, base_seed)
@@ -79,6 +80,8 @@ def run_chunk(plan: Plan, spec: Spec, functions: Compiled, host: Host, configs, 
             _check_initial(finite, plan, at)
         loss0 = np.asarray(carry.summary.last)[:m]
     last_save = time.perf_counter()
+    if ready is not None:
+        ready()
 
     def launch(carry, hist, active, done, guarded=False):
         k = min(plan.seg_records, n_rec - done)
@@ -177,6 +180,33 @@ def run_chunk(plan: Plan, spec: Spec, functions: Compiled, host: Host, configs, 
         if hist is not None:
             hist = _freeze(hist, np.zeros(plan.chunk, bool), np.int32(done))
     return carry, hist, loss0
+
+
+def compile_first(plan: Plan, o: int, functions: Compiled, configs, base_seed, inputs) -> None:
+    """Compiles optimizer ``o``'s first segment, the program a chunk that starts runs
+    first (optimistic, every row), from abstract arguments: the carry and histories
+    its start returns, with the shapes ``plan`` knows and the segments' sharding.
+    ``sweep`` does it on a thread (``loop.Ahead``) while the start's programs are
+    traced and compiled, and the first optimizer trains: XLA's compiler runs without
+    Python's lock, so what was one after the other overlaps. The call that follows
+    finds the program in JAX's caches (lowered and compiled for the same arguments)."""
+    spec = plan.specs[o]
+
+    def batched(x, *cols):
+        return jax.ShapeDtypeStruct((plan.chunk, *cols, *x.shape), x.dtype,
+                                    weak_type=x.weak_type, sharding=plan.sharding)
+
+    carry = jax.tree.map(batched, plan.carry_shapes[o])
+    hist = None
+    if spec.histories:
+        hist = jax.tree.map(lambda x: batched(x, plan.n_records + 1), plan.record_shapes)
+    if spec.draws_batches:  # the keys' shapes (traced, not computed: start computes them)
+        keys = functions.keys.trace(configs, base_seed).out_info
+        configs = {**configs, KEYS: jax.ShapeDtypeStruct(keys.shape, keys.dtype,
+                                                         sharding=plan.sharding)}
+    k = min(plan.seg_records, plan.n_records)
+    functions.fast.trace(carry, hist, configs, base_seed, inputs, np.int32(0), np.int32(1),
+                         k).lower().compile()
 
 
 @jit_fast(donate_argnums=0)  # (selects: the same bits)
