@@ -172,7 +172,9 @@ def table(workloads, states, n3: int, steps3: int) -> None:
     import jax
 
     print(f"jax {jax.__version__}, {os.cpu_count()} CPUs; each row one fresh process; "
-          f"compile = XLA compilations, load = programs read from the persistent cache\n")
+          f"compile = XLA compilations, load = programs read from the persistent cache "
+          f"(their seconds summed over threads: bpjax compiles first segments on a thread "
+          f"of their own, so they may add up to more than the call's wall time)\n")
     print("| workload | method | cache | process s | import s | first call s | "
           "XLA compiles (s) | loaded from cache (s) | trace + lower s |")
     print("|---|---|---|---|---|---|---|---|---|")
