@@ -187,3 +187,31 @@ def test_runs_dead_at_the_start_keep_their_carry_and_records_without_a_select_pe
     np.testing.assert_array_equal(np.asarray(params["x"])[dead], start[dead, None].repeat(6, 1))
     assert (np.asarray(params["x"])[~dead, -1] != start[~dead]).all()  # the others moved
     assert (np.asarray(carry.best.step)[dead] == 0).all()  # and found no better params
+
+
+def test_a_poisoned_step_changes_no_bit_where_finite_and_marks_what_is_not():
+    # the optimistic loop's poison: a non-finite gradient element makes its own param
+    # NaN, a non-finite loss every param; finite ones leave the update's bits (-0 too)
+    tx = bpjax.optim.sgd(0.5)
+    loss = lambda p, batch: jnp.sum(jnp.sqrt(jnp.abs(p["a"]))) + p["b"] ** 2  # noqa: E731
+    params = {"a": jnp.array([0.0, 4.0, -0.0], jnp.float32), "b": jnp.float32(-0.0)}
+    carry = engine.init_carry(params, tx, loss, engine.Batching(), None, {})
+    assert np.isinf(np.asarray(carry.grad["a"])[[0, 2]]).all() and np.isfinite(carry.loss)
+    plain, _ = engine.advance(carry, 0, tx, loss, engine.Batching(), None)
+    new, finite = engine.advance(carry, 0, tx, loss, engine.Batching(), None, poison=True)
+    a = np.asarray(new.params["a"])
+    assert np.isnan(a[[0, 2]]).all() and a[1] == np.float32(4.0) - np.float32(0.5 * 0.25)
+    assert np.asarray(new.params["b"]).tobytes() == np.asarray(plain.params["b"]).tobytes()
+    assert not finite and not engine.finite(new)
+    # finite loss and gradient: bit for bit the unpoisoned step, the sign of -0 kept
+    ok = carry._replace(grad={"a": jnp.array([1.0, 0.25, 0.0], jnp.float32),
+                              "b": jnp.float32(0.0)})
+    plain, _ = engine.advance(ok, 0, tx, loss, engine.Batching(), None)
+    new, _ = engine.advance(ok, 0, tx, loss, engine.Batching(), None, poison=True)
+    for x, y in zip(jax.tree.leaves(new.params), jax.tree.leaves(plain.params)):
+        assert np.asarray(x).tobytes() == np.asarray(y).tobytes()
+    assert np.signbit(np.asarray(new.params["b"]))
+    # a non-finite loss: every param
+    bad = ok._replace(loss=jnp.float32(jnp.inf))
+    new, _ = engine.advance(bad, 0, tx, loss, engine.Batching(), None, poison=True)
+    assert all(np.isnan(np.asarray(x)).all() for x in jax.tree.leaves(new.params))
