@@ -220,3 +220,26 @@ def test_initial_params_are_the_params_a_sweep_starts_from(result):
     start = bpjax.initial_params(init_fn, GRID)
     recorded = result.params["layers"][0]["w"][0, ..., 0, :, :]  # optimizer 0, step 0
     np.testing.assert_array_equal(start["layers"][0]["w"], recorded)
+
+
+def test_a_first_segment_that_fails_to_compile_ahead_is_compiled_by_the_call(monkeypatch):
+    # the ahead thread's compile is an optimization: where it fails, the sweep compiles
+    # the segment itself and gets the same bits
+    import sys
+
+    loop = sys.modules["bpjax.sweep.loop"]
+    grid = bpjax.Grid(lr=[0.1, 0.3], seed=np.arange(4))
+    run = lambda: bpjax.sweep(LOSS, lambda c, k: NET.init(k), ["sgd", "adam"], grid,  # noqa: E731
+                              30, data=DATA, progress=False, fast_compile=True)
+    ahead = run()
+    failed = []
+
+    def broken(plan, o, *args):
+        failed.append(o)
+        raise RuntimeError("no")
+
+    monkeypatch.setattr(loop, "compile_first", broken)
+    jax.clear_caches()
+    itself = run()
+    assert failed == [0, 1]
+    np.testing.assert_array_equal(itself.loss, ahead.loss)

@@ -164,7 +164,7 @@ class Ahead:
                     if not self.stop.is_set():
                         try:
                             compile_first(plan, o, functions[o], configs, base_seed, inputs)
-                        except BaseException as e:  # noqa: BLE001 - raised by wait()
+                        except Exception as e:  # noqa: BLE001 - the call compiles it itself
                             self.errors[o] = e
                     self.done[o].set()
 
@@ -172,13 +172,12 @@ class Ahead:
         self.thread.start()
 
     def wait(self, o: int) -> None:
-        """Once, before optimizer ``o``'s first segment: waits for its compilation and
-        raises what it raised (the call would raise the same)."""
+        """Once, before optimizer ``o``'s first segment: waits for its compilation. One
+        that failed is kept in ``errors`` and not raised: the call then traces and
+        compiles the segment itself, and raises whatever is really wrong."""
         if o in self.done and o not in self.waited:
             self.waited.add(o)
             self.done[o].wait()
-            if o in self.errors:
-                raise self.errors.pop(o)
 
     def __enter__(self):
         return self
