@@ -243,3 +243,29 @@ def test_a_first_segment_that_fails_to_compile_ahead_is_compiled_by_the_call(mon
     itself = run()
     assert failed == [0, 1]
     np.testing.assert_array_equal(itself.loss, ahead.loss)
+
+
+def test_a_thread_local_jax_context_compiles_each_segment_once():
+    # the ahead thread cannot see a context of the caller's thread (here the matmul
+    # precision): it compiles nothing, and the calls compile their own programs once
+    import threading
+
+    seen = []
+
+    def listen(event, secs, fun_name=None, **kw):
+        if event == "/jax/core/compile/backend_compile_duration" and fun_name == "jit(segment)":
+            seen.append(threading.current_thread().name)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    grid = bpjax.Grid(lr=[0.1, 0.2], seed=np.arange(3))
+    try:
+        with jax.default_matmul_precision("highest"):
+            bpjax.sweep(LOSS, lambda c, k: NET.init(k), ["sgd", "adam"], grid, 17, data=DATA,
+                        progress=False)
+        assert seen == ["MainThread", "MainThread"]
+        seen.clear()
+        bpjax.sweep(LOSS, lambda c, k: NET.init(k), ["sgd", "adam"], grid, 17, data=DATA,
+                    progress=False)
+        assert seen == ["bpjax-compile-ahead", "bpjax-compile-ahead"]
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)

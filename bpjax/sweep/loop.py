@@ -157,11 +157,15 @@ class Ahead:
         functions = {o: _compiled(plan, plan.specs[o]) for o in todo}  # (on this thread)
         configs = chunk_configs(plan, 0, min(plan.chunk, plan.n))
         x64 = jax.config.jax_enable_x64  # (a context on this thread: the other's may differ)
+        context = _trace_context()
 
         def work():
             with jax.enable_x64(x64):
+                # another context on the caller's thread (``with jax.default_matmul_precision``,
+                # ...) would trace another program here: then the calls compile their own
+                same = _trace_context() == context
                 for o in todo:
-                    if not self.stop.is_set():
+                    if same and not self.stop.is_set():
                         try:
                             compile_first(plan, o, functions[o], configs, base_seed, inputs)
                         except Exception as e:  # noqa: BLE001 - the call compiles it itself
@@ -186,6 +190,16 @@ class Ahead:
         self.stop.set()
         if self.thread is not None:
             self.thread.join()
+
+
+def _trace_context():
+    """JAX's settings that a trace depends on, as this thread sees them (private API;
+    None where it is missing, and then two threads compare equal)."""
+    try:
+        from jax._src import config
+        return config.trace_context()
+    except (ImportError, AttributeError):
+        return None
 
 
 def _compiled(plan: Plan, spec):
