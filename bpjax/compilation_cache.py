@@ -100,6 +100,12 @@ def jit_once(fun=None, **jit_kwargs):
     return jax.jit(fun, compiler_options=ONCE, **jit_kwargs)
 
 
+def loop_options(fast_compile: bool) -> dict | None:
+    """The compiler options of a program run in a loop: ``FAST_COMPILE`` where
+    ``fast_compile``, else XLA's default code (``CODEGEN``'s split only)."""
+    return FAST_COMPILE if fast_compile else CODEGEN or None
+
+
 def jit(fun=None, **jit_kwargs):
     """``jax.jit`` with bpjax's compiler options (``CODEGEN``): for the programs in a
     loop whose code must be XLA's default (the training segments, where
@@ -111,7 +117,7 @@ def jit(fun=None, **jit_kwargs):
     """
     if fun is None:
         return partial(jit, **jit_kwargs)
-    return jax.jit(fun, compiler_options=CODEGEN or None, **jit_kwargs)
+    return jax.jit(fun, compiler_options=loop_options(False), **jit_kwargs)
 
 
 def jit_fast(fun=None, **jit_kwargs):

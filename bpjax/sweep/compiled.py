@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from bpjax import engine, optim, recorders
-from bpjax.compilation_cache import CODEGEN, FAST_COMPILE, jit_fast, jit_once
+from bpjax.compilation_cache import jit_fast, jit_once, loop_options
 
 # How many steps between records one iteration of the compiled loop takes, per backend,
 # for nets of at most SMALL_NET params. Measured on an H100: W1 (2 params, 4096 x 1000)
@@ -269,7 +269,7 @@ def _before(spec: Spec, sharding, fast_compile: bool) -> tuple[Callable, Callabl
     # keys' and start's outputs sharded like the segments' (else the second segment
     # compiles again, for new input shardings: W2 cold paid 3 of 11 compiles for it)
     shard = {} if sharding is None else {"out_shardings": sharding}
-    options = FAST_COMPILE if fast_compile else CODEGEN or None
+    options = loop_options(fast_compile)
     return keep(_BEFORE, key, (
         jit_once(jax.vmap(partial(keys_one, spec), in_axes=(0, None)), **shard),
         jit_once(jax.vmap(partial(init_one, spec), in_axes=(0, None)), **shard),
@@ -334,7 +334,7 @@ def compiled(spec: Spec, sharding=None, unroll: int = 1, fast_compile: bool = Fa
     # Each segment runs optimistically first (its input carry kept: not donated), and
     # again with the per-step guard from that carry where some run met a non-finite value.
     shard = {} if sharding is None else {"out_shardings": sharding}
-    options = FAST_COMPILE if fast_compile else CODEGEN or None  # (where the code is arithmetic)
+    options = loop_options(fast_compile)  # (where the code is arithmetic)
     keys, init, begin = _before(spec, sharding, fast_compile)
     functions = Compiled(
         keys=keys,

@@ -148,8 +148,6 @@ class Ahead:
 
     def __init__(self, plan: Plan, todo: list[int], base_seed, inputs):
         self.done = {o: threading.Event() for o in todo}
-        self.waited: set[int] = set()
-        self.errors: dict = {}
         self.stop = threading.Event()
         self.thread = None
         if not todo:
@@ -168,19 +166,18 @@ class Ahead:
                     if same and not self.stop.is_set():
                         try:
                             compile_first(plan, o, functions[o], configs, base_seed, inputs)
-                        except Exception as e:  # noqa: BLE001 - the call compiles it itself
-                            self.errors[o] = e
+                        except Exception:  # noqa: BLE001 - the call compiles it itself
+                            pass
                     self.done[o].set()
 
         self.thread = threading.Thread(target=work, name="bpjax-compile-ahead", daemon=True)
         self.thread.start()
 
     def wait(self, o: int) -> None:
-        """Once, before optimizer ``o``'s first segment: waits for its compilation. One
-        that failed is kept in ``errors`` and not raised: the call then traces and
-        compiles the segment itself, and raises whatever is really wrong."""
-        if o in self.done and o not in self.waited:
-            self.waited.add(o)
+        """Before optimizer ``o``'s first segment: waits for its compilation. One that
+        failed is not raised: the call then traces and compiles the segment itself, and
+        raises whatever is really wrong."""
+        if o in self.done:
             self.done[o].wait()
 
     def __enter__(self):

@@ -19,7 +19,7 @@ import numpy as np
 
 from bpjax import engine
 from bpjax.compilation_cache import jit_fast
-from bpjax.sweep.compiled import CACHE_SIZE, KEYS, Compiled, Spec, bind, with_keys
+from bpjax.sweep.compiled import KEYS, Compiled, Spec, bind, keep, with_keys
 from bpjax.sweep.host import Host
 from bpjax.sweep.plan import Options, Plan, SegmentInfo, chunk_configs
 
@@ -302,9 +302,8 @@ def _initial_check(spec: Spec, sharding):
                 params, bound.batching.batch(bound.data_key, jnp.int32(0)))
             return engine.finite(engine.Carry(params, None, value, grad, jnp.int32(-1)))
 
-        if len(_CHECKS) >= CACHE_SIZE:
-            _CHECKS.pop(next(iter(_CHECKS)))
-        _CHECKS[key] = jit_fast(jax.vmap(one, in_axes=(0, None, None)))  # (a test of finiteness)
+        # (a test of finiteness)
+        keep(_CHECKS, key, jit_fast(jax.vmap(one, in_axes=(0, None, None))))
     return _CHECKS[key]
 
 
